@@ -1,0 +1,121 @@
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import { M2MConfigError } from '../shared/config-error.js';
+import { loggerOption } from '../shared/logger.js';
+import { assertKnownKeys, intOption, optionsObject, stringOption } from '../shared/validate.js';
+import { VERSION } from '../shared/version.js';
+import { DEFAULT_CLERK_API_VERSION } from '../shared/wire.js';
+import type { M2MClientOptions, RetryOptions } from './types.js';
+
+/** Client options after validation, with every default applied. */
+export interface ClientConfig {
+  apiUrl: string;
+  apiVersion: string;
+  machineSecretKey: string | undefined;
+  secretKey: string | undefined;
+  timeoutMs: number;
+  retry: Required<RetryOptions>;
+  dispatcher: Dispatcher | undefined;
+  logger: Logger;
+  userAgent: string;
+}
+
+export const DEFAULT_API_URL = 'https://api.clerk.com';
+export const DEFAULT_TIMEOUT_MS = 5000;
+export const DEFAULT_RETRY: Required<RetryOptions> = {
+  retries: 2,
+  minDelayMs: 100,
+  maxDelayMs: 2000,
+};
+
+const KNOWN = [
+  'apiUrl',
+  'apiVersion',
+  'machineSecretKey',
+  'secretKey',
+  'timeoutMs',
+  'retry',
+  'dispatcher',
+  'logger',
+  'userAgent',
+] as const;
+
+/** Checks a key's prefix without ever echoing the key. */
+export function keyOption(value: unknown, name: string, prefix: string): string | undefined {
+  const key = stringOption(value, name);
+  if (key !== undefined && (!key.startsWith(prefix) || /\s/.test(key))) {
+    throw new M2MConfigError(name, `must be a key starting with \`${prefix}\``);
+  }
+  return key;
+}
+
+function apiUrlOption(value: unknown): string {
+  const raw = stringOption(value, 'apiUrl') ?? DEFAULT_API_URL;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new M2MConfigError('apiUrl', 'must be an absolute http(s) URL');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
+    throw new M2MConfigError('apiUrl', 'must be an http(s) URL without query or fragment');
+  }
+  if (url.username || url.password) {
+    throw new M2MConfigError('apiUrl', 'must not carry credentials');
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+function retryOption(value: unknown): Required<RetryOptions> {
+  if (value === false) return { ...DEFAULT_RETRY, retries: 0 };
+  const retry = optionsObject<RetryOptions>(value, 'retry');
+  assertKnownKeys(retry, ['retries', 'minDelayMs', 'maxDelayMs'], 'retry.');
+  const parsed = {
+    retries: intOption(retry.retries, 'retry.retries', DEFAULT_RETRY.retries, { max: 10 }),
+    minDelayMs: intOption(retry.minDelayMs, 'retry.minDelayMs', DEFAULT_RETRY.minDelayMs, {
+      max: 60_000,
+    }),
+    maxDelayMs: intOption(retry.maxDelayMs, 'retry.maxDelayMs', DEFAULT_RETRY.maxDelayMs, {
+      max: 300_000,
+    }),
+  };
+  if (parsed.maxDelayMs < parsed.minDelayMs) {
+    throw new M2MConfigError('retry.maxDelayMs', 'must not be less than `retry.minDelayMs`');
+  }
+  return parsed;
+}
+
+/** Validates the client's options once, with environment fallbacks, and applies defaults. */
+export function parseClientOptions(
+  input: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+): ClientConfig {
+  const options = optionsObject<M2MClientOptions>(input, 'options');
+  assertKnownKeys(options, KNOWN);
+  const dispatcher = options.dispatcher;
+  if (dispatcher !== undefined && typeof (dispatcher as Dispatcher)?.request !== 'function') {
+    throw new M2MConfigError('dispatcher', 'must be an undici Dispatcher');
+  }
+  return {
+    apiUrl: apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined)),
+    apiVersion: stringOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
+    machineSecretKey: keyOption(
+      options.machineSecretKey ?? (env.CLERK_MACHINE_SECRET_KEY || undefined),
+      'machineSecretKey',
+      'ak_',
+    ),
+    secretKey: keyOption(
+      options.secretKey ?? (env.CLERK_SECRET_KEY || undefined),
+      'secretKey',
+      'sk_',
+    ),
+    timeoutMs: intOption(options.timeoutMs, 'timeoutMs', DEFAULT_TIMEOUT_MS, {
+      min: 1,
+      max: 600_000,
+    }),
+    retry: retryOption(options.retry),
+    dispatcher,
+    logger: loggerOption(options.logger),
+    userAgent: stringOption(options.userAgent, 'userAgent') ?? `m2m-guard/${VERSION}`,
+  };
+}
