@@ -1,0 +1,30 @@
+/**
+ * The verifier: framework-agnostic M2M token verification through the client, with a hashed,
+ * bounded, expiry-aware cache, singleflight, a circuit breaker and stale-if-error.
+ * Knows nothing of Express or HTTP servers.
+ */
+
+export {
+  InvalidTokenError,
+  type InvalidTokenReason,
+  type UnavailableReason,
+  VerifierUnavailableError,
+} from './errors.js';
+export {
+  DEFAULT_BREAKER,
+  DEFAULT_CACHE,
+  DEFAULT_CLOCK_SKEW_MS,
+  TOKEN_VERIFIER_KEYS,
+} from './options.js';
+export { CHANNELS as VERIFIER_CHANNELS } from './stats.js';
+export { isOpaqueM2MToken, MAX_OPAQUE_TOKEN_LENGTH } from './token-shape.js';
+export type {
+  TokenVerifier,
+  TokenVerifierOptions,
+  VerifiedM2MToken,
+  VerifierBreakerOptions,
+  VerifierCacheOptions,
+  VerifierStats,
+  VerifyOptions,
+} from './types.js';
+export { createTokenVerifier } from './verifier.js';

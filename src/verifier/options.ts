@@ -1,0 +1,149 @@
+import type { Logger } from 'pino';
+import { createM2MClient, type M2MClient } from '../client/index.js';
+import { M2MConfigError } from '../shared/config-error.js';
+import { loggerOption } from '../shared/logger.js';
+import {
+  assertKnownKeys,
+  functionOption,
+  intOption,
+  optionsObject,
+  stringOption,
+} from '../shared/validate.js';
+import { MACHINE_ID_PATTERN } from '../shared/wire.js';
+import type {
+  TokenVerifierOptions,
+  VerifierBreakerOptions,
+  VerifierCacheOptions,
+} from './types.js';
+
+export const DEFAULT_CACHE = {
+  max: 10_000,
+  ttlMs: 10_000,
+  negativeTtlMs: 5_000,
+  staleIfErrorMs: 0,
+};
+export const DEFAULT_BREAKER = { failures: 5, cooldownMs: 5_000 };
+export const DEFAULT_CLOCK_SKEW_MS = 5_000;
+
+const CLIENT_KEYS = [
+  'apiUrl',
+  'apiVersion',
+  'machineSecretKey',
+  'secretKey',
+  'timeoutMs',
+  'retry',
+  'dispatcher',
+  'userAgent',
+] as const;
+const VERIFIER_KEYS = [
+  'client',
+  'machineId',
+  'allowedSubjects',
+  'clockSkewMs',
+  'now',
+  'logger',
+  'cache',
+  'breaker',
+] as const;
+/** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
+export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
+
+export interface VerifierConfig {
+  client: M2MClient;
+  ownsClient: boolean;
+  machineId: string | undefined;
+  allowedSubjects: ReadonlySet<string> | undefined;
+  clockSkewMs: number;
+  now: () => number;
+  logger: Logger;
+  cache: Required<VerifierCacheOptions> | false;
+  breaker: Required<VerifierBreakerOptions>;
+}
+
+function machineIdOption(value: unknown, name: string): string | undefined {
+  const id = stringOption(value, name);
+  if (id !== undefined && !MACHINE_ID_PATTERN.test(id)) {
+    throw new M2MConfigError(name, 'must be a machine id (`mch_` + 27 characters)');
+  }
+  return id;
+}
+
+function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
+  if (value === false) return false;
+  const cache = optionsObject<VerifierCacheOptions>(value, 'cache');
+  assertKnownKeys(cache, ['max', 'ttlMs', 'negativeTtlMs', 'staleIfErrorMs'], 'cache.');
+  const day = 86_400_000;
+  return {
+    max: intOption(cache.max, 'cache.max', DEFAULT_CACHE.max, { min: 1, max: 10_000_000 }),
+    ttlMs: intOption(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, { max: day }),
+    negativeTtlMs: intOption(
+      cache.negativeTtlMs,
+      'cache.negativeTtlMs',
+      DEFAULT_CACHE.negativeTtlMs,
+      {
+        max: day,
+      },
+    ),
+    staleIfErrorMs: intOption(
+      cache.staleIfErrorMs,
+      'cache.staleIfErrorMs',
+      DEFAULT_CACHE.staleIfErrorMs,
+      { max: day },
+    ),
+  };
+}
+
+function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
+  if (value === false) return { failures: 0, cooldownMs: 0 };
+  const breaker = optionsObject<VerifierBreakerOptions>(value, 'breaker');
+  assertKnownKeys(breaker, ['failures', 'cooldownMs'], 'breaker.');
+  return {
+    failures: intOption(breaker.failures, 'breaker.failures', DEFAULT_BREAKER.failures, {
+      max: 1000,
+    }),
+    cooldownMs: intOption(breaker.cooldownMs, 'breaker.cooldownMs', DEFAULT_BREAKER.cooldownMs, {
+      max: 3_600_000,
+    }),
+  };
+}
+
+export function parseVerifierOptions(input: unknown): VerifierConfig {
+  const options = optionsObject<TokenVerifierOptions>(input, 'options');
+  assertKnownKeys(options, TOKEN_VERIFIER_KEYS);
+  const logger = loggerOption(options.logger);
+  const clientOptions = Object.fromEntries(
+    CLIENT_KEYS.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]),
+  );
+  let client = options.client;
+  if (client !== undefined) {
+    if (typeof client?.verifyToken !== 'function' || typeof client.onRevoke !== 'function') {
+      throw new M2MConfigError('client', 'must be a client from createM2MClient()');
+    }
+    const both = Object.keys(clientOptions);
+    if (both.length > 0) {
+      throw new M2MConfigError(both[0]!, 'cannot be combined with `client`; set it on the client');
+    }
+  }
+  const ownsClient = client === undefined;
+  const allowed = options.allowedSubjects;
+  if (allowed !== undefined && (!Array.isArray(allowed) || allowed.length === 0)) {
+    throw new M2MConfigError('allowedSubjects', 'must be a non-empty array of machine ids');
+  }
+  const config: Omit<VerifierConfig, 'client'> = {
+    ownsClient,
+    machineId: machineIdOption(options.machineId, 'machineId'),
+    allowedSubjects: allowed
+      ? new Set(allowed.map((id, i) => machineIdOption(id, `allowedSubjects[${i}]`)!))
+      : undefined,
+    clockSkewMs: intOption(options.clockSkewMs, 'clockSkewMs', DEFAULT_CLOCK_SKEW_MS, {
+      max: 600_000,
+    }),
+    now: functionOption<() => number>(options.now, 'now') ?? Date.now,
+    logger,
+    cache: cacheOption(options.cache),
+    breaker: breakerOption(options.breaker),
+  };
+  // Built last, so an invalid verifier option never leaves an open client behind.
+  client ??= createM2MClient({ ...clientOptions, logger });
+  return { ...config, client };
+}

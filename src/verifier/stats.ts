@@ -1,0 +1,57 @@
+import diagnostics from 'node:diagnostics_channel';
+import type { VerifierStats } from './types.js';
+
+/**
+ * Counters behind `verifier.stats()`, mirrored on `node:diagnostics_channel` so users can feed
+ * their own metrics. Every message carries no token, only the event's own fields.
+ */
+export const CHANNELS = {
+  /** `{ event: 'hit' | 'miss' | 'negative-hit' | 'coalesced' | 'stale-served' }` */
+  cache: 'm2m-guard:verifier:cache',
+  /** `{ outcome: 'valid' | 'invalid' | 'error', ms, reason? }`, one per upstream call. */
+  upstream: 'm2m-guard:verifier:upstream',
+  /** `{ state: 'closed' | 'open' | 'half-open' }` when the breaker changes state. */
+  breaker: 'm2m-guard:verifier:breaker',
+} as const;
+
+const cacheChannel = diagnostics.channel(CHANNELS.cache);
+const upstreamChannel = diagnostics.channel(CHANNELS.upstream);
+const breakerChannel = diagnostics.channel(CHANNELS.breaker);
+
+export type CacheEvent = 'hit' | 'miss' | 'negative-hit' | 'coalesced' | 'stale-served';
+const FIELD: Record<CacheEvent, keyof VerifierStats> = {
+  hit: 'hits',
+  miss: 'misses',
+  'negative-hit': 'negativeHits',
+  coalesced: 'coalesced',
+  'stale-served': 'staleServed',
+};
+
+export function createStats() {
+  const counts: Omit<VerifierStats, 'size'> = {
+    hits: 0,
+    misses: 0,
+    negativeHits: 0,
+    coalesced: 0,
+    upstreamCalls: 0,
+    upstreamErrors: 0,
+    staleServed: 0,
+  };
+  return {
+    cache(event: CacheEvent) {
+      counts[FIELD[event] as keyof typeof counts]++;
+      if (cacheChannel.hasSubscribers) cacheChannel.publish({ event });
+    },
+    upstream(outcome: 'valid' | 'invalid' | 'error', ms: number, reason?: string) {
+      counts.upstreamCalls++;
+      if (outcome === 'error') counts.upstreamErrors++;
+      if (upstreamChannel.hasSubscribers) upstreamChannel.publish({ outcome, ms, reason });
+    },
+    breaker(state: string) {
+      if (breakerChannel.hasSubscribers) breakerChannel.publish({ state });
+    },
+    snapshot(size: number): VerifierStats {
+      return { ...counts, size };
+    },
+  };
+}

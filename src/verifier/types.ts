@@ -1,0 +1,110 @@
+import type { Logger } from 'pino';
+import type { M2MClient, M2MClientOptions } from '../client/index.js';
+
+/** What a verified token tells: who is calling and with what. Never holds the token string. */
+export interface VerifiedM2MToken {
+  /** Token id (`mt_…`). */
+  readonly id: string;
+  /** The calling machine (`mch_…`). */
+  readonly subject: string;
+  /** Machine ids the token may call. */
+  readonly scopes: readonly string[];
+  /** Custom claims, deeply frozen, or `null`. */
+  readonly claims: Readonly<Record<string, unknown>> | null;
+  /** Unix ms, or `null` when the token never expires. */
+  readonly expiration: number | null;
+  readonly createdAt: number;
+}
+
+/** Cache settings. Answers are cached in process with lru-cache, keyed by HMAC of the token. */
+export interface VerifierCacheOptions {
+  /** Most answers kept (good and bad together). Default `10000`. */
+  max?: number;
+  /**
+   * How long a good answer is trusted without asking Clerk again: the **revocation budget**.
+   * A token revoked elsewhere (the dashboard, another instance) is still accepted here for at
+   * most this long. Never extended by reads, and never past the token's own expiration
+   * (minus `clockSkewMs`). Default `10000` ms.
+   */
+  ttlMs?: number;
+  /** How long Clerk's definite "not valid" (404) is remembered. Default `5000` ms. */
+  negativeTtlMs?: number;
+  /**
+   * When Clerk cannot answer, a good answer that went stale less than this long ago may still
+   * be served; never past the token's expiration, never after a revocation seen here.
+   * Default `0` (off).
+   */
+  staleIfErrorMs?: number;
+}
+
+/** Circuit-breaker settings. */
+export interface VerifierBreakerOptions {
+  /** Consecutive upstream failures that open the breaker. Default `5`; `0` disables it. */
+  failures?: number;
+  /** How long an open breaker fails fast before one trial call. Default `5000` ms. */
+  cooldownMs?: number;
+}
+
+/**
+ * Options of {@link createTokenVerifier}: `client` (a client you own) or the client's own options
+ * (`apiUrl`, `machineSecretKey`, `secretKey`, `timeoutMs`, `retry`, `dispatcher`, `userAgent`),
+ * from which the verifier builds and owns one.
+ */
+export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
+  /** A client to verify through. Revocations made through it are applied here at once. */
+  client?: M2MClient;
+  /**
+   * This service's machine id (`mch_…`). When set, a token whose `scopes` lack it is not valid.
+   * Needed when verifying with the instance key, which Clerk does not scope-check. Default: unset.
+   */
+  machineId?: string;
+  /** When set, only tokens whose subject (the calling machine) is listed are valid. Default: any. */
+  allowedSubjects?: readonly string[];
+  /**
+   * How far our clock may drift from Clerk's. Good answers leave the cache this long before the
+   * token expires; a token past its expiration by more than this is refused without asking.
+   * Default `5000` ms.
+   */
+  clockSkewMs?: number;
+  /** The clock, in Unix ms. Default `Date.now`. */
+  now?: () => number;
+  /** A pino logger; also given to a client the verifier builds. Default: silent. */
+  logger?: Logger;
+  /** Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one). */
+  cache?: VerifierCacheOptions | false;
+  /** Circuit-breaker settings, or `false` to disable it. */
+  breaker?: VerifierBreakerOptions | false;
+}
+
+export interface VerifyOptions {
+  /** Stops waiting for the answer. A shared upstream call goes on for the other callers. */
+  signal?: AbortSignal;
+}
+
+export interface VerifierStats {
+  /** Good answers served from the cache. */
+  hits: number;
+  /** Calls that found no fresh answer. */
+  misses: number;
+  /** Definite "not valid" answers served from the cache. */
+  negativeHits: number;
+  /** Misses that joined an upstream call already in flight. */
+  coalesced: number;
+  upstreamCalls: number;
+  /** Upstream calls that ended without an answer (timeouts, 5xx, 429, 401, …). */
+  upstreamErrors: number;
+  /** Stale good answers served while Clerk was unavailable. */
+  staleServed: number;
+  /** Entries in the cache now. */
+  size: number;
+}
+
+export interface TokenVerifier {
+  /** Verifies a bearer token. Throws `InvalidTokenError` or `VerifierUnavailableError`. */
+  verify(token: string, options?: VerifyOptions): Promise<VerifiedM2MToken>;
+  /** Drops any cached answer for a token string or a token id. */
+  invalidate(tokenOrTokenId: string): void;
+  stats(): VerifierStats;
+  /** Closes the client if the verifier built it. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,315 @@
+import { LRUCache } from 'lru-cache';
+import {
+  AuthenticationError,
+  BadRequestError,
+  ForbiddenError,
+  M2MApiError,
+  M2MNetworkError,
+  M2MTimeoutError,
+  type M2MToken,
+  NotFoundError,
+  RateLimitError,
+} from '../client/index.js';
+import { M2MConfigError } from '../shared/config-error.js';
+import { fingerprint } from '../shared/redact.js';
+import { createBreaker } from './breaker.js';
+import { createCacheKeyer } from './cache-key.js';
+import {
+  InvalidTokenError,
+  type InvalidTokenReason,
+  type UnavailableReason,
+  VerifierUnavailableError,
+} from './errors.js';
+import { parseVerifierOptions } from './options.js';
+import { createStats } from './stats.js';
+import { isOpaqueM2MToken } from './token-shape.js';
+import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
+
+type Entry =
+  | { kind: 'valid'; value: VerifiedM2MToken; freshUntil: number; staleUntil: number }
+  | {
+      kind: 'invalid';
+      reason: InvalidTokenReason;
+      tokenId?: string;
+      subject?: string;
+      freshUntil: number;
+    };
+
+/** Revocations seen here are remembered this many at most, so a late answer cannot revive one. */
+const MAX_REVOKED_IDS = 10_000;
+
+/**
+ * Creates the framework-agnostic verifier: Clerk's verify endpoint behind a bounded, hashed,
+ * expiry-aware cache with negative caching, singleflight, a circuit breaker and an optional
+ * stale-if-error window. Options are validated here, once.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVerifier {
+  const config = parseVerifierOptions(options);
+  const { client, now, logger, clockSkewMs, machineId, allowedSubjects } = config;
+  const log = logger.child({ component: 'm2m-verifier' });
+  const stats = createStats();
+  const keyOf = createCacheKeyer(`${client.apiUrl}|${client.verifyIdentity}`);
+  const breaker = createBreaker(
+    config.breaker.failures,
+    config.breaker.cooldownMs,
+    now,
+    (state) => {
+      stats.breaker(state);
+      log.warn({ state }, 'clerk verify circuit breaker changed state');
+    },
+  );
+  const inflight = new Map<string, Promise<Entry>>();
+  const revokedIds = new LRUCache<string, true>({ max: MAX_REVOKED_IDS });
+  // Token id -> cache key of its good answer, so a revocation by id can drop it.
+  const keyById = new Map<string, string>();
+  const cache =
+    config.cache === false
+      ? undefined
+      : new LRUCache<string, Entry>({
+          max: config.cache.max,
+          perf: { now },
+          ttlResolution: 0,
+          dispose: (entry, key) => {
+            if (entry.kind === 'valid' && keyById.get(entry.value.id) === key) {
+              keyById.delete(entry.value.id);
+            }
+          },
+        });
+  const cacheConfig = config.cache === false ? undefined : config.cache;
+
+  const unsubscribe = client.onRevoke(({ id }) => {
+    revokedIds.set(id, true);
+    dropById(id);
+    log.debug({ tokenId: id }, 'token revoked through this client; dropped from cache');
+  });
+
+  function dropById(id: string) {
+    const key = keyById.get(id);
+    if (key !== undefined) cache?.delete(key);
+  }
+
+  /** The checks every good answer passes on every use, cached or fresh. */
+  function accept(value: VerifiedM2MToken, at: number): VerifiedM2MToken {
+    const details = { tokenId: value.id, subject: value.subject };
+    if (revokedIds.size > 0 && revokedIds.has(value.id))
+      throw new InvalidTokenError('revoked', details);
+    if (value.expiration !== null && at >= value.expiration + clockSkewMs) {
+      throw new InvalidTokenError('expired', details);
+    }
+    if (machineId !== undefined && !value.scopes.includes(machineId)) {
+      throw new InvalidTokenError('out_of_scope', details);
+    }
+    if (allowedSubjects !== undefined && !allowedSubjects.has(value.subject)) {
+      throw new InvalidTokenError('out_of_scope', details);
+    }
+    return value;
+  }
+
+  function settle(entry: Entry, at: number): VerifiedM2MToken {
+    if (entry.kind === 'invalid') {
+      throw new InvalidTokenError(entry.reason, { tokenId: entry.tokenId, subject: entry.subject });
+    }
+    return accept(entry.value, at);
+  }
+
+  function store(key: string, entry: Entry, at: number) {
+    if (!cache) return;
+    const until = entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil;
+    const ttl = until - at;
+    if (ttl < 1) return;
+    cache.set(key, entry, { ttl });
+    if (entry.kind === 'valid') keyById.set(entry.value.id, key);
+  }
+
+  /** One upstream call, shared by every concurrent caller of the same token. */
+  async function fetchEntry(
+    key: string,
+    token: string,
+    previous: Entry | undefined,
+  ): Promise<Entry> {
+    const started = now();
+    if (!breaker.allow()) {
+      return staleOr(previous, started, new VerifierUnavailableError('circuit_open'));
+    }
+    const t0 = performance.now();
+    let answer: M2MToken;
+    try {
+      answer = await client.verifyToken({ token });
+    } catch (err) {
+      const ms = Math.round(performance.now() - t0);
+      const at = now();
+      if (err instanceof NotFoundError || err instanceof BadRequestError) {
+        breaker.success();
+        // A token we held as good and Clerk now refuses was revoked or has expired.
+        const was = previous?.kind === 'valid' ? previous.value : undefined;
+        const reason: InvalidTokenReason =
+          err instanceof BadRequestError
+            ? 'malformed'
+            : !was
+              ? 'unknown'
+              : was.expiration !== null && at >= was.expiration
+                ? 'expired'
+                : 'revoked';
+        stats.upstream('invalid', ms, reason);
+        const entry: Entry = {
+          kind: 'invalid',
+          reason,
+          tokenId: was?.id,
+          subject: was?.subject,
+          freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
+        };
+        if (err instanceof NotFoundError) store(key, entry, at);
+        if (was) keyById.delete(was.id);
+        return entry;
+      }
+      breaker.failure();
+      const unavailable = toUnavailable(err);
+      stats.upstream('error', ms, unavailable.reason);
+      const level = unavailable.reason === 'misconfigured' ? 'error' : 'warn';
+      log[level](
+        { reason: unavailable.reason, status: (err as M2MApiError).status, fp: fingerprint(token) },
+        unavailable.reason === 'misconfigured'
+          ? 'clerk rejected our own secret key: check machineSecretKey/secretKey'
+          : 'clerk verify unavailable',
+      );
+      return staleOr(previous, at, unavailable);
+    }
+    breaker.success();
+    const at = now();
+    stats.upstream('valid', Math.round(performance.now() - t0), undefined);
+    const details = { tokenId: answer.id, subject: answer.subject };
+    // Clerk answers non-2xx for dead tokens; check the body anyway rather than trust it blindly.
+    if (answer.revoked || answer.expired) {
+      return {
+        kind: 'invalid',
+        reason: answer.revoked ? 'revoked' : 'expired',
+        ...details,
+        freshUntil: at,
+      };
+    }
+    const value = freezeVerified(answer);
+    const ttl = cacheConfig?.ttlMs ?? 0;
+    const freshUntil = Math.min(
+      at + ttl,
+      value.expiration === null ? Number.POSITIVE_INFINITY : value.expiration - clockSkewMs,
+    );
+    const staleUntil = Math.min(
+      freshUntil + (cacheConfig?.staleIfErrorMs ?? 0),
+      value.expiration ?? Number.POSITIVE_INFINITY,
+    );
+    const entry: Entry = { kind: 'valid', value, freshUntil, staleUntil };
+    if (!(revokedIds.size > 0 && revokedIds.has(value.id))) store(key, entry, at);
+    return entry;
+  }
+
+  /** Serves a recently good answer when Clerk cannot answer, within the stale-if-error rules. */
+  function staleOr(
+    previous: Entry | undefined,
+    at: number,
+    error: VerifierUnavailableError,
+  ): Entry {
+    if (
+      previous?.kind === 'valid' &&
+      at < previous.staleUntil &&
+      (previous.value.expiration === null || at < previous.value.expiration) &&
+      !revokedIds.has(previous.value.id)
+    ) {
+      stats.cache('stale-served');
+      log.warn({ tokenId: previous.value.id, reason: error.reason }, 'served a stale answer');
+      return previous;
+    }
+    throw error;
+  }
+
+  return {
+    async verify(token, { signal } = {}) {
+      if (!isOpaqueM2MToken(token)) throw new InvalidTokenError('malformed');
+      const key = keyOf(token);
+      const at = now();
+      const cached = cache?.get(key);
+      if (cached && at < cached.freshUntil) {
+        stats.cache(cached.kind === 'valid' ? 'hit' : 'negative-hit');
+        return settle(cached, at);
+      }
+      stats.cache('miss');
+      let flight = inflight.get(key);
+      if (flight) {
+        stats.cache('coalesced');
+      } else {
+        flight = fetchEntry(key, token, cached).finally(() => inflight.delete(key));
+        flight.catch(() => {}); // every caller may have gone; the rejection is theirs, not the process's
+        inflight.set(key, flight);
+      }
+      const entry = await (signal ? untilAborted(flight, signal) : flight);
+      return settle(entry, now());
+    },
+
+    invalidate(tokenOrTokenId) {
+      if (typeof tokenOrTokenId !== 'string' || tokenOrTokenId === '') return;
+      cache?.delete(keyOf(tokenOrTokenId));
+      dropById(tokenOrTokenId);
+    },
+
+    stats() {
+      return stats.snapshot(cache?.size ?? 0);
+    },
+
+    async close() {
+      unsubscribe();
+      cache?.clear();
+      if (config.ownsClient) await client.close();
+    },
+  };
+}
+
+function toUnavailable(err: unknown): VerifierUnavailableError {
+  let reason: UnavailableReason = 'upstream_error';
+  if (err instanceof M2MTimeoutError) reason = 'timeout';
+  else if (err instanceof M2MNetworkError) reason = 'network';
+  else if (err instanceof RateLimitError) reason = 'rate_limited';
+  else if (err instanceof AuthenticationError || err instanceof ForbiddenError)
+    reason = 'misconfigured';
+  else if (err instanceof M2MConfigError) reason = 'misconfigured';
+  else if (err instanceof M2MApiError && err.code === 'invalid_response')
+    reason = 'invalid_response';
+  const retryAfter = err instanceof M2MApiError ? err.retryAfter : undefined;
+  return new VerifierUnavailableError(reason, { retryAfter, cause: err });
+}
+
+function freezeVerified(token: M2MToken): VerifiedM2MToken {
+  return Object.freeze({
+    id: token.id,
+    subject: token.subject,
+    scopes: Object.freeze([...token.scopes]),
+    claims: token.claims === null ? null : deepFreeze(token.claims),
+    expiration: token.expiration,
+    createdAt: token.createdAt,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** Resolves like `promise`, or rejects with the signal's reason when it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
