@@ -1,0 +1,70 @@
+import type { IncomingMessage } from 'node:http';
+
+/**
+ * Finds the bearer token of a request: the `Authorization` header, and the `access_token`
+ * query parameter only when allowed (RFC 6750 §2.3 advises against it). The result is a token,
+ * nothing, or the reason the request is malformed; nothing here throws.
+ */
+export type Extraction =
+  | { kind: 'token'; token: string }
+  | { kind: 'none' }
+  | { kind: 'malformed'; description: string };
+
+/** RFC 6750 `b64token`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+/** `Bearer`, any case, then one or more spaces (RFC 9110 `1*SP`), then the token. */
+const BEARER = /^bearer +(\S+)$/i;
+
+const MALFORMED_HEADER = 'The Authorization header must be: Bearer <token>';
+const SEVERAL_HEADERS = 'Only one Authorization header is allowed';
+const SEVERAL_PLACES = 'The token must be sent in one place only';
+const BAD_TOKEN = 'The bearer token contains characters that are not allowed';
+
+export function isBearerToken(value: string): boolean {
+  return value.length > 0 && B64TOKEN.test(value);
+}
+
+export function fromAuthorizationHeader(req: IncomingMessage): Extraction {
+  const all = req.headersDistinct?.authorization;
+  if (all && all.length > 1) return { kind: 'malformed', description: SEVERAL_HEADERS };
+  const header = all ? all[0] : req.headers.authorization;
+  if (header === undefined) return { kind: 'none' };
+  const match = BEARER.exec(header);
+  if (!match) return { kind: 'malformed', description: MALFORMED_HEADER };
+  const token = match[1]!;
+  if (!B64TOKEN.test(token)) return { kind: 'malformed', description: BAD_TOKEN };
+  return { kind: 'token', token };
+}
+
+export function fromQuery(req: IncomingMessage): Extraction {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  if (q === -1) return { kind: 'none' };
+  const values = new URLSearchParams(url.slice(q + 1)).getAll('access_token');
+  if (values.length === 0) return { kind: 'none' };
+  if (values.length > 1) return { kind: 'malformed', description: SEVERAL_PLACES };
+  const token = values[0]!;
+  if (!isBearerToken(token)) return { kind: 'malformed', description: BAD_TOKEN };
+  return { kind: 'token', token };
+}
+
+/** The default extraction: the header, and the query when allowed; both at once is malformed. */
+export function extractToken(req: IncomingMessage, allowQueryToken: boolean): Extraction {
+  const header = fromAuthorizationHeader(req);
+  if (!allowQueryToken || header.kind === 'malformed') return header;
+  const query = fromQuery(req);
+  if (query.kind === 'none') return header;
+  if (header.kind === 'token' || query.kind === 'malformed') {
+    return query.kind === 'malformed' ? query : { kind: 'malformed', description: SEVERAL_PLACES };
+  }
+  return query;
+}
+
+/** Checks what a custom `getToken` returned. */
+export function fromCustomValue(value: unknown): Extraction {
+  if (value === undefined || value === null || value === '') return { kind: 'none' };
+  if (typeof value !== 'string' || !isBearerToken(value)) {
+    return { kind: 'malformed', description: BAD_TOKEN };
+  }
+  return { kind: 'token', token: value };
+}

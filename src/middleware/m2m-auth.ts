@@ -1,0 +1,126 @@
+import type { IncomingMessage } from 'node:http';
+import { M2MConfigError } from '../shared/config-error.js';
+import { loggerOption } from '../shared/logger.js';
+import { assertKnownKeys, boolOption, functionOption, optionsObject } from '../shared/validate.js';
+import {
+  createTokenVerifier,
+  InvalidTokenError,
+  TOKEN_VERIFIER_KEYS,
+  type TokenVerifier,
+  type VerifiedM2MToken,
+  VerifierUnavailableError,
+} from '../verifier/index.js';
+import {
+  AuthUnavailableError,
+  InvalidRequestError,
+  type M2MAuthError,
+  TokenRejectedError,
+  UnauthorizedError,
+} from './errors.js';
+import { type Extraction, extractToken, fromCustomValue } from './extract.js';
+import { parseResponseOptions, rememberResponder } from './respond.js';
+import type { M2MAuthOptions, M2MMiddleware, M2MRequestAuth } from './types.js';
+
+const OWN_KEYS = [
+  'verifier',
+  'required',
+  'getToken',
+  'allowQueryToken',
+  'skipPreflight',
+  'realm',
+  'onError',
+  'passErrors',
+];
+
+export function isPreflight(req: IncomingMessage): boolean {
+  return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+}
+
+/**
+ * Express/Connect middleware that verifies the bearer M2M token of each request and puts the
+ * verified claims on `req.m2m`. Refusals: no token 401, malformed request 400, bad token 401
+ * `invalid_token`, Clerk unreachable 503; never a silent pass. Options are validated here, once.
+ */
+export function m2mAuth(options: M2MAuthOptions = {}): M2MMiddleware {
+  const opts = optionsObject<M2MAuthOptions>(options, 'options');
+  assertKnownKeys(opts, [...OWN_KEYS, ...TOKEN_VERIFIER_KEYS]);
+  const logger = loggerOption(opts.logger).child({ component: 'm2m-auth' });
+  const responder = parseResponseOptions(opts, logger);
+  const { realm } = responder;
+  const required = boolOption(opts.required, 'required', true);
+  const allowQueryToken = boolOption(opts.allowQueryToken, 'allowQueryToken', false);
+  const skipPreflight = boolOption(opts.skipPreflight, 'skipPreflight', true);
+  const getToken = functionOption<NonNullable<M2MAuthOptions['getToken']>>(
+    opts.getToken,
+    'getToken',
+  );
+  if (getToken && allowQueryToken) {
+    throw new M2MConfigError('allowQueryToken', 'cannot be combined with `getToken`');
+  }
+  const verifier = verifierOption(opts);
+
+  async function authenticate(req: IncomingMessage): Promise<M2MAuthError | undefined> {
+    const found: Extraction = getToken
+      ? fromCustomValue(await getToken(req))
+      : extractToken(req, allowQueryToken);
+    if (found.kind === 'malformed') {
+      return new InvalidRequestError(found.description, { realm, reason: 'malformed' });
+    }
+    if (found.kind === 'none') return required ? new UnauthorizedError({ realm }) : undefined;
+    let verified: VerifiedM2MToken;
+    try {
+      verified = await verifier.verify(found.token);
+    } catch (err) {
+      if (err instanceof InvalidTokenError) {
+        const { reason, tokenId, subject } = err;
+        return new TokenRejectedError({ realm, reason, tokenId, subject, cause: err });
+      }
+      if (err instanceof VerifierUnavailableError) {
+        return new AuthUnavailableError({ realm, retryAfter: err.retryAfter, cause: err });
+      }
+      throw err;
+    }
+    const auth: M2MRequestAuth = {
+      id: verified.id,
+      subject: verified.subject,
+      machineId: verified.subject,
+      scopes: verified.scopes,
+      claims: verified.claims,
+      expiration: verified.expiration,
+    };
+    req.m2m = Object.freeze(auth);
+    return undefined;
+  }
+
+  return function m2mAuthMiddleware(req, res, next) {
+    if (skipPreflight && isPreflight(req)) {
+      rememberResponder(req, 'preflight');
+      return next();
+    }
+    rememberResponder(req, responder);
+    // Only we set req.m2m: whatever another middleware put there is dropped.
+    if (req.m2m !== undefined) req.m2m = undefined;
+    authenticate(req).then(
+      (refusal) => (refusal ? responder.refuse(refusal, req, res, next) : next()),
+      (err) => next(err),
+    );
+  };
+}
+
+function verifierOption(opts: M2MAuthOptions): TokenVerifier {
+  const { verifier } = opts;
+  const verifierKeys = TOKEN_VERIFIER_KEYS.filter(
+    (k) => k !== 'logger' && opts[k as keyof M2MAuthOptions] !== undefined,
+  );
+  if (verifier === undefined) {
+    const own = Object.fromEntries(verifierKeys.map((k) => [k, opts[k as keyof M2MAuthOptions]]));
+    return createTokenVerifier({ ...own, logger: opts.logger });
+  }
+  if (typeof verifier?.verify !== 'function') {
+    throw new M2MConfigError('verifier', 'must be a verifier from createTokenVerifier()');
+  }
+  if (verifierKeys.length > 0) {
+    throw new M2MConfigError(verifierKeys[0]!, 'cannot be combined with `verifier`; set it there');
+  }
+  return verifier;
+}

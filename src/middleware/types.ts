@@ -1,0 +1,69 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TokenVerifier, TokenVerifierOptions } from '../verifier/index.js';
+import type { M2MAuthError } from './errors.js';
+
+/** What `m2mAuth()` puts on `req.m2m` once a token is verified. Never the token itself. */
+export interface M2MRequestAuth {
+  /** Token id (`mt_…`). */
+  readonly id: string;
+  /** The calling machine (`mch_…`). */
+  readonly subject: string;
+  /** The calling machine, the same as `subject`, named as in Clerk's `getAuth()`. */
+  readonly machineId: string;
+  /** Machine ids the token may call. */
+  readonly scopes: readonly string[];
+  /** Custom claims, or `null`. Frozen. */
+  readonly claims: Readonly<Record<string, unknown>> | null;
+  /** Unix ms, or `null` when the token never expires. */
+  readonly expiration: number | null;
+}
+
+declare module 'node:http' {
+  interface IncomingMessage {
+    /** Set by `m2mAuth()` after a token is verified; absent otherwise. */
+    m2m?: M2MRequestAuth;
+  }
+}
+
+/** `next` as Express, Connect and plain callbacks all call it. */
+export type NextFunction = (err?: unknown) => void;
+
+/** A middleware typed against `node:http` only, so Express, Connect and bare servers all take it. */
+export type M2MMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
+
+export type ErrorHandler = (
+  err: M2MAuthError,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: NextFunction,
+) => void;
+
+/** How refusals are answered; shared by `m2mAuth()` and the guards mounted after it. */
+export interface ResponseOptions {
+  /** The `realm` of the `WWW-Authenticate` challenge. Default `"api"`. */
+  realm?: string;
+  /** Answer failures yourself. Default: a JSON `{ error, error_description }` answer. */
+  onError?: ErrorHandler;
+  /** Hand failures to `next(err)` instead, for an Express error handler. Default `false`. */
+  passErrors?: boolean;
+}
+
+/**
+ * Options of `m2mAuth()`: a `verifier`, or the verifier's and client's options
+ * (`apiUrl`, `machineSecretKey`, `machineId`, `cache`, …) to build one, once, here.
+ */
+export interface M2MAuthOptions extends TokenVerifierOptions, ResponseOptions {
+  /** A verifier you built (and own). Default: one built from the other options. */
+  verifier?: TokenVerifier;
+  /**
+   * When `false`, a request without any token passes with no `req.m2m`. A bad token is still
+   * refused and an outage is still 503. Default `true`.
+   */
+  required?: boolean;
+  /** Reads the token from somewhere else; return `undefined` for none. Default: the header. */
+  getToken?: (req: IncomingMessage) => string | undefined | Promise<string | undefined>;
+  /** Also accept `?access_token=`. Default `false`: the parameter is ignored, as if absent. */
+  allowQueryToken?: boolean;
+  /** Let CORS preflight requests (`OPTIONS` with `Access-Control-Request-Method`) pass. Default `true`. */
+  skipPreflight?: boolean;
+}
