@@ -8,6 +8,7 @@
  */
 export * from './client/index.js';
 export * from './middleware/index.js';
+export * from './provider/index.js';
 export { M2MConfigError } from './shared/config-error.js';
 export { VERSION } from './shared/version.js';
 export * from './verifier/index.js';

@@ -79,8 +79,22 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   const unsubscribe = client.onRevoke(({ id }) => {
     revokedIds.set(id, true);
-    dropById(id);
-    log.debug({ tokenId: id }, 'token revoked through this client; dropped from cache');
+    // Keep the answer as a definite "revoked", so the next request is refused with the right
+    // reason and without asking Clerk.
+    const key = keyById.get(id);
+    const entry = key === undefined ? undefined : cache?.get(key, { allowStale: true });
+    if (key !== undefined && entry?.kind === 'valid') {
+      const at = now();
+      const { subject } = entry.value;
+      const keepMs = Math.max(cacheConfig?.ttlMs ?? 0, cacheConfig?.negativeTtlMs ?? 0);
+      keyById.delete(id);
+      store(
+        key,
+        { kind: 'invalid', reason: 'revoked', tokenId: id, subject, freshUntil: at + keepMs },
+        at,
+      );
+    }
+    log.debug({ tokenId: id }, 'token revoked through this client');
   });
 
   function dropById(id: string) {
