@@ -9,6 +9,7 @@ import { type ApiRequest, sendApiRequest } from './transport.js';
 import type {
   CallOptions,
   CreateTokenParams,
+  JsonWebKeySet,
   ListTokensParams,
   M2MClient,
   M2MClientOptions,
@@ -65,6 +66,7 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
 
   return {
     apiUrl: config.apiUrl,
+    hasSecretKey: config.secretKey !== undefined,
     verifyIdentity: verifyKey
       ? `${config.machineSecretKey ? 'machine' : 'instance'}:${fingerprint(verifyKey)}`
       : 'none',
@@ -161,6 +163,32 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
       // Only create answers carry the secret; never let a verify result hold one.
       const { token: _secret, ...verified } = parseToken(res.json, res.status);
       return verified;
+    },
+
+    async getJwks(options = {}) {
+      const key = config.secretKey;
+      if (!key) {
+        throw new M2MConfigError(
+          'secretKey',
+          'is required to fetch the JWKS (a machine key cannot)',
+        );
+      }
+      const res = await send(
+        { operation: 'jwks', method: 'GET', path: '/v1/jwks', key, retryMode: 'idempotent' },
+        options,
+      );
+      const keys = (res.json as { keys?: unknown } | null)?.keys;
+      if (
+        !Array.isArray(keys) ||
+        !keys.every((k) => typeof k === 'object' && k !== null && typeof k.kty === 'string')
+      ) {
+        throw new M2MApiError({
+          status: res.status,
+          code: 'invalid_response',
+          message: `Clerk API answered ${res.status} to jwks with an unexpected body`,
+        });
+      }
+      return { keys } as JsonWebKeySet;
     },
 
     onRevoke(listener) {

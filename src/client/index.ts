@@ -20,6 +20,7 @@ export { DEFAULT_API_URL, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS } from './options.js
 export type {
   CallOptions,
   CreateTokenParams,
+  JsonWebKeySet,
   ListTokensParams,
   M2MClient,
   M2MClientOptions,

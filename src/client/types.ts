@@ -113,6 +113,11 @@ export interface M2MTokenList {
   totalCount: number;
 }
 
+/** A JSON Web Key Set as served by `GET /v1/jwks`. */
+export interface JsonWebKeySet {
+  keys: Array<Record<string, unknown> & { kid?: string; kty: string }>;
+}
+
 /** A token that has been revoked through a client; see {@link M2MClient.onRevoke}. */
 export interface RevokedTokenEvent {
   /** The token id. */
@@ -131,6 +136,11 @@ export interface M2MClient {
    * Subscribes to successful revocations made through this client, so a cache in front of it
    * can drop the token at once. Returns a function that unsubscribes.
    */
+  /**
+   * Fetches the instance's public signing keys (`GET {apiUrl}/v1/jwks`) for JWT-format tokens.
+   * Needs the instance secret key (`secretKey`); a machine key cannot read them.
+   */
+  getJwks(options?: { signal?: AbortSignal }): Promise<JsonWebKeySet>;
   onRevoke(listener: (event: RevokedTokenEvent) => void): () => void;
   /** The API URL in use (normalised, without a trailing slash). */
   readonly apiUrl: string;
@@ -139,6 +149,8 @@ export interface M2MClient {
    * `instance:<fingerprint>` or `none`. Used by caches to keep answers per verifier identity.
    */
   readonly verifyIdentity: string;
+  /** Whether the client holds the instance secret key (needed for {@link M2MClient.getJwks}). */
+  readonly hasSecretKey: boolean;
   /** Closes the dispatcher the client created. A dispatcher passed in is left open. */
   close(): Promise<void>;
 }

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createM2MClient, type M2MClient } from '../client/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
@@ -10,6 +11,7 @@ import {
   stringOption,
 } from '../shared/validate.js';
 import { MACHINE_ID_PATTERN } from '../shared/wire.js';
+import { jwtKeyOption } from './jwt.js';
 import type {
   TokenVerifierOptions,
   VerifierBreakerOptions,
@@ -24,6 +26,7 @@ export const DEFAULT_CACHE = {
 };
 export const DEFAULT_BREAKER = { failures: 5, cooldownMs: 5_000 };
 export const DEFAULT_CLOCK_SKEW_MS = 5_000;
+export const DEFAULT_JWKS_REFRESH_MIN_MS = 30_000;
 
 const CLIENT_KEYS = [
   'apiUrl',
@@ -44,6 +47,8 @@ const VERIFIER_KEYS = [
   'logger',
   'cache',
   'breaker',
+  'jwtKey',
+  'jwksRefreshMinMs',
 ] as const;
 /** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
 export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
@@ -58,6 +63,8 @@ export interface VerifierConfig {
   logger: Logger;
   cache: Required<VerifierCacheOptions> | false;
   breaker: Required<VerifierBreakerOptions>;
+  jwtKey: KeyObject | undefined;
+  jwksRefreshMinMs: number;
 }
 
 function machineIdOption(value: unknown, name: string): string | undefined {
@@ -107,7 +114,10 @@ function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
   };
 }
 
-export function parseVerifierOptions(input: unknown): VerifierConfig {
+export function parseVerifierOptions(
+  input: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+): VerifierConfig {
   const options = optionsObject<TokenVerifierOptions>(input, 'options');
   assertKnownKeys(options, TOKEN_VERIFIER_KEYS);
   const logger = loggerOption(options.logger);
@@ -142,6 +152,15 @@ export function parseVerifierOptions(input: unknown): VerifierConfig {
     logger,
     cache: cacheOption(options.cache),
     breaker: breakerOption(options.breaker),
+    jwtKey: jwtKeyOption(options.jwtKey ?? env.CLERK_JWT_KEY),
+    jwksRefreshMinMs: intOption(
+      options.jwksRefreshMinMs,
+      'jwksRefreshMinMs',
+      DEFAULT_JWKS_REFRESH_MIN_MS,
+      {
+        max: 86_400_000,
+      },
+    ),
   };
   // Built last, so an invalid verifier option never leaves an open client behind.
   client ??= createM2MClient({ ...clientOptions, logger });

@@ -68,6 +68,17 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
   clockSkewMs?: number;
   /** The clock, in Unix ms. Default `Date.now`. */
   now?: () => number;
+  /**
+   * Public key (PEM) for JWT-format tokens, so they verify with no network at all. Default:
+   * `CLERK_JWT_KEY`; without it, keys are read from Clerk's JWKS with the instance `secretKey`,
+   * and without that either, JWT-format tokens are refused as invalid.
+   */
+  jwtKey?: string;
+  /**
+   * A JWT with an unknown `kid` makes the verifier refetch the JWKS at most once per this
+   * interval, whatever the `kid`, so forged `kid`s cannot hammer Clerk. Default `30000` ms.
+   */
+  jwksRefreshMinMs?: number;
   /** A pino logger; also given to a client the verifier builds. Default: silent. */
   logger?: Logger;
   /** Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one). */

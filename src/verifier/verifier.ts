@@ -1,29 +1,21 @@
 import { LRUCache } from 'lru-cache';
 import {
-  AuthenticationError,
   BadRequestError,
-  ForbiddenError,
-  M2MApiError,
-  M2MNetworkError,
-  M2MTimeoutError,
+  type M2MApiError,
   type M2MToken,
   NotFoundError,
-  RateLimitError,
 } from '../client/index.js';
-import { M2MConfigError } from '../shared/config-error.js';
+import { deepFreeze } from '../shared/freeze.js';
 import { fingerprint } from '../shared/redact.js';
 import { createBreaker } from './breaker.js';
 import { createCacheKeyer } from './cache-key.js';
-import {
-  InvalidTokenError,
-  type InvalidTokenReason,
-  type UnavailableReason,
-  VerifierUnavailableError,
-} from './errors.js';
+import { InvalidTokenError, type InvalidTokenReason, VerifierUnavailableError } from './errors.js';
+import { createJwtVerifier, isJwtShaped } from './jwt.js';
 import { parseVerifierOptions } from './options.js';
 import { createStats } from './stats.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
+import { toUnavailable } from './upstream-error.js';
 
 type Entry =
   | { kind: 'valid'; value: VerifiedM2MToken; freshUntil: number; staleUntil: number }
@@ -59,6 +51,15 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     },
   );
   const inflight = new Map<string, Promise<Entry>>();
+  const verifyJwt = createJwtVerifier({
+    client,
+    jwtKey: config.jwtKey,
+    jwksRefreshMinMs: config.jwksRefreshMinMs,
+    clockSkewMs,
+    now,
+    logger: log,
+    canFetchJwks: client.hasSecretKey,
+  });
   const revokedIds = new LRUCache<string, true>({ max: MAX_REVOKED_IDS });
   // Token id -> cache key of its good answer, so a revocation by id can drop it.
   const keyById = new Map<string, string>();
@@ -216,6 +217,31 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     return entry;
   }
 
+  /** Verifies a JWT-format token locally; the answer is cached until the token expires. */
+  async function jwtEntry(key: string, token: string): Promise<Entry> {
+    let value: VerifiedM2MToken;
+    try {
+      value = await verifyJwt(token);
+    } catch (err) {
+      if (!(err instanceof InvalidTokenError)) throw err;
+      const at = now();
+      const { reason, tokenId, subject } = err;
+      const entry: Entry = {
+        kind: 'invalid',
+        reason,
+        tokenId,
+        subject,
+        freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
+      };
+      store(key, entry, at);
+      return entry;
+    }
+    const until = (value.expiration ?? 0) + clockSkewMs;
+    const entry: Entry = { kind: 'valid', value, freshUntil: until, staleUntil: until };
+    store(key, entry, now());
+    return entry;
+  }
+
   /** Serves a recently good answer when Clerk cannot answer, within the stale-if-error rules. */
   function staleOr(
     previous: Entry | undefined,
@@ -237,7 +263,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   return {
     async verify(token, { signal } = {}) {
-      if (!isOpaqueM2MToken(token)) throw new InvalidTokenError('malformed');
+      const opaque = isOpaqueM2MToken(token);
+      if (!opaque && !isJwtShaped(token)) throw new InvalidTokenError('malformed');
       const key = keyOf(token);
       const at = now();
       const cached = cache?.get(key);
@@ -250,7 +277,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       if (flight) {
         stats.cache('coalesced');
       } else {
-        flight = fetchEntry(key, token, cached).finally(() => inflight.delete(key));
+        const fetching = opaque ? fetchEntry(key, token, cached) : jwtEntry(key, token);
+        flight = fetching.finally(() => inflight.delete(key));
         flight.catch(() => {}); // every caller may have gone; the rejection is theirs, not the process's
         inflight.set(key, flight);
       }
@@ -276,20 +304,6 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   };
 }
 
-function toUnavailable(err: unknown): VerifierUnavailableError {
-  let reason: UnavailableReason = 'upstream_error';
-  if (err instanceof M2MTimeoutError) reason = 'timeout';
-  else if (err instanceof M2MNetworkError) reason = 'network';
-  else if (err instanceof RateLimitError) reason = 'rate_limited';
-  else if (err instanceof AuthenticationError || err instanceof ForbiddenError)
-    reason = 'misconfigured';
-  else if (err instanceof M2MConfigError) reason = 'misconfigured';
-  else if (err instanceof M2MApiError && err.code === 'invalid_response')
-    reason = 'invalid_response';
-  const retryAfter = err instanceof M2MApiError ? err.retryAfter : undefined;
-  return new VerifierUnavailableError(reason, { retryAfter, cause: err });
-}
-
 function freezeVerified(token: M2MToken): VerifiedM2MToken {
   return Object.freeze({
     id: token.id,
@@ -299,14 +313,6 @@ function freezeVerified(token: M2MToken): VerifiedM2MToken {
     expiration: token.expiration,
     createdAt: token.createdAt,
   });
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
 }
 
 /** Resolves like `promise`, or rejects with the signal's reason when it aborts first. */
