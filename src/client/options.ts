@@ -96,16 +96,19 @@ export function parseClientOptions(
   if (dispatcher !== undefined && typeof (dispatcher as Dispatcher)?.request !== 'function') {
     throw new M2MConfigError('dispatcher', 'must be an undici Dispatcher');
   }
+  // Keys given in code win whole: the environment's keys fill in only when none is given,
+  // so a CLERK_MACHINE_SECRET_KEY in the shell never overrides an explicit `secretKey`.
+  const keysFromEnv = options.machineSecretKey === undefined && options.secretKey === undefined;
   return {
     apiUrl: apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined)),
     apiVersion: stringOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
     machineSecretKey: keyOption(
-      options.machineSecretKey ?? (env.CLERK_MACHINE_SECRET_KEY || undefined),
+      keysFromEnv ? env.CLERK_MACHINE_SECRET_KEY || undefined : options.machineSecretKey,
       'machineSecretKey',
       'ak_',
     ),
     secretKey: keyOption(
-      options.secretKey ?? (env.CLERK_SECRET_KEY || undefined),
+      keysFromEnv ? env.CLERK_SECRET_KEY || undefined : options.secretKey,
       'secretKey',
       'sk_',
     ),

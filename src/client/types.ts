@@ -45,9 +45,15 @@ export interface M2MClientOptions {
   apiUrl?: string;
   /** Sent as `Clerk-API-Version`. Default `2026-05-12`. */
   apiVersion?: string;
-  /** This machine's secret key (`ak_…`). Default: `CLERK_MACHINE_SECRET_KEY`. */
+  /**
+   * This machine's secret key (`ak_…`). Default: `CLERK_MACHINE_SECRET_KEY`, read only when
+   * neither key is given in code.
+   */
   machineSecretKey?: string;
-  /** The instance secret key (`sk_…`). Default: `CLERK_SECRET_KEY`. */
+  /**
+   * The instance secret key (`sk_…`). Default: `CLERK_SECRET_KEY`, read only when neither key
+   * is given in code.
+   */
   secretKey?: string;
   /** Deadline of each attempt, from sending to the last byte of the answer. Default `5000` ms. */
   timeoutMs?: number;

@@ -55,7 +55,8 @@ export abstract class M2MAuthError extends Error {
 
   /** Response headers for this error. */
   get headers(): Record<string, string> {
-    const headers: Record<string, string> = {};
+    // Refusals are about this request's credentials: no cache may keep them.
+    const headers: Record<string, string> = { 'Cache-Control': 'no-store' };
     if (this.status === 401 || this.status === 403 || this.status === 400) {
       const parts = [`Bearer realm="${this.realm}"`];
       if (this.challengeHasCode) {

@@ -15,6 +15,7 @@ export { allowSubjects, requireClaims, requireMachine } from './guards.js';
 export { m2mAuth } from './m2m-auth.js';
 export type {
   ErrorHandler,
+  M2MAuthMiddleware,
   M2MAuthOptions,
   M2MMiddleware,
   M2MRequestAuth,

@@ -19,7 +19,7 @@ import {
 } from './errors.js';
 import { type Extraction, extractToken, fromCustomValue } from './extract.js';
 import { parseResponseOptions, rememberResponder } from './respond.js';
-import type { M2MAuthOptions, M2MMiddleware, M2MRequestAuth } from './types.js';
+import type { M2MAuthMiddleware, M2MAuthOptions, M2MMiddleware, M2MRequestAuth } from './types.js';
 
 const OWN_KEYS = [
   'verifier',
@@ -41,7 +41,7 @@ export function isPreflight(req: IncomingMessage): boolean {
  * verified claims on `req.m2m`. Refusals: no token 401, malformed request 400, bad token 401
  * `invalid_token`, Clerk unreachable 503; never a silent pass. Options are validated here, once.
  */
-export function m2mAuth(options: M2MAuthOptions = {}): M2MMiddleware {
+export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
   const opts = optionsObject<M2MAuthOptions>(options, 'options');
   assertKnownKeys(opts, [...OWN_KEYS, ...TOKEN_VERIFIER_KEYS]);
   const logger = loggerOption(opts.logger).child({ component: 'm2m-auth' });
@@ -58,6 +58,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MMiddleware {
     throw new M2MConfigError('allowQueryToken', 'cannot be combined with `getToken`');
   }
   const verifier = verifierOption(opts);
+  const ownsVerifier = opts.verifier === undefined;
 
   async function authenticate(req: IncomingMessage): Promise<M2MAuthError | undefined> {
     const found: Extraction = getToken
@@ -92,7 +93,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MMiddleware {
     return undefined;
   }
 
-  return function m2mAuthMiddleware(req, res, next) {
+  const middleware: M2MMiddleware = function m2mAuthMiddleware(req, res, next) {
     if (skipPreflight && isPreflight(req)) {
       rememberResponder(req, 'preflight');
       return next();
@@ -105,6 +106,10 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MMiddleware {
       (err) => next(err),
     );
   };
+  return Object.assign(middleware, {
+    verifier,
+    close: () => (ownsVerifier ? verifier.close() : Promise.resolve()),
+  });
 }
 
 function verifierOption(opts: M2MAuthOptions): TokenVerifier {

@@ -50,7 +50,6 @@ export function writeError(res: ServerResponse, err: M2MAuthError): void {
   const body = JSON.stringify(err.toJSON());
   res.statusCode = err.status;
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-  res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(body);

@@ -31,6 +31,14 @@ export type NextFunction = (err?: unknown) => void;
 /** A middleware typed against `node:http` only, so Express, Connect and bare servers all take it. */
 export type M2MMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
 
+/** What `m2mAuth()` returns: the middleware, plus its verifier and a way to release it. */
+export interface M2MAuthMiddleware extends M2MMiddleware {
+  /** The verifier in use: the one passed in, or the one built from the options. */
+  readonly verifier: TokenVerifier;
+  /** Closes the verifier if `m2mAuth()` built it (its connection pool); a passed-in one is left open. */
+  close(): Promise<void>;
+}
+
 export type ErrorHandler = (
   err: M2MAuthError,
   req: IncomingMessage,
