@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { type Dispatcher, Pool } from 'undici';
 import { M2MConfigError } from '../shared/config-error.js';
 import { fingerprint } from '../shared/redact.js';
@@ -67,6 +68,10 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
   return {
     apiUrl: config.apiUrl,
     hasSecretKey: config.secretKey !== undefined,
+    deriveKey: (purpose) =>
+      verifyKey
+        ? Buffer.from(hkdfSync('sha256', verifyKey, config.apiUrl, `m2m-guard ${purpose}`, 32))
+        : undefined,
     verifyIdentity: verifyKey
       ? `${config.machineSecretKey ? 'machine' : 'instance'}:${fingerprint(verifyKey)}`
       : 'none',

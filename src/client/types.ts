@@ -155,6 +155,12 @@ export interface M2MClient {
    * `instance:<fingerprint>` or `none`. Used by caches to keep answers per verifier identity.
    */
   readonly verifyIdentity: string;
+  /**
+   * A 32-byte key derived (HKDF-SHA-256) from the key verify calls are made with, for
+   * `purpose`. Instances sharing a secret key derive the same bytes; the bytes reveal nothing
+   * of the key. `undefined` when the client has no key.
+   */
+  deriveKey(purpose: string): Buffer | undefined;
   /** Whether the client holds the instance secret key (needed for {@link M2MClient.getJwks}). */
   readonly hasSecretKey: boolean;
   /** Closes the dispatcher the client created. A dispatcher passed in is left open. */

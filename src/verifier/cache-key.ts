@@ -8,8 +8,14 @@ import { createHmac, randomBytes } from 'node:crypto';
  */
 const PROCESS_KEY = randomBytes(32);
 
-export function createCacheKeyer(identity: string): (token: string) => string {
+/**
+ * With a shared store, instances must agree on keys, so `secret` is derived from the secret
+ * key they verify with (`client.deriveKey`): shared by design, never stored, never sent.
+ */
+export function createCacheKeyer(
+  identity: string,
+  secret: Buffer = PROCESS_KEY,
+): (token: string) => string {
   const prefix = `${identity}\u0000`;
-  return (token) =>
-    createHmac('sha256', PROCESS_KEY).update(prefix).update(token).digest('base64url');
+  return (token) => createHmac('sha256', secret).update(prefix).update(token).digest('base64url');
 }

@@ -17,6 +17,7 @@ export {
   TOKEN_VERIFIER_KEYS,
 } from './options.js';
 export { CHANNELS as VERIFIER_CHANNELS } from './stats.js';
+export type { SharedCacheStore } from './store.js';
 export { isOpaqueM2MToken, MAX_OPAQUE_TOKEN_LENGTH } from './token-shape.js';
 export type {
   TokenVerifier,

@@ -12,6 +12,7 @@ import {
 } from '../shared/validate.js';
 import { MACHINE_ID_PATTERN } from '../shared/wire.js';
 import { jwtKeyOption } from './jwt.js';
+import type { SharedCacheStore } from './store.js';
 import type {
   TokenVerifierOptions,
   VerifierBreakerOptions,
@@ -49,6 +50,7 @@ const VERIFIER_KEYS = [
   'breaker',
   'jwtKey',
   'jwksRefreshMinMs',
+  'store',
 ] as const;
 /** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
 export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
@@ -65,6 +67,7 @@ export interface VerifierConfig {
   breaker: Required<VerifierBreakerOptions>;
   jwtKey: KeyObject | undefined;
   jwksRefreshMinMs: number;
+  store: SharedCacheStore | undefined;
 }
 
 function machineIdOption(value: unknown, name: string): string | undefined {
@@ -114,6 +117,19 @@ function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
   };
 }
 
+function storeOption(value: unknown, cache: unknown): SharedCacheStore | undefined {
+  if (value === undefined) return undefined;
+  const store = value as Partial<SharedCacheStore>;
+  for (const method of ['get', 'set', 'delete', 'publish', 'subscribe'] as const) {
+    if (typeof store?.[method] !== 'function') {
+      throw new M2MConfigError('store', 'must be a shared cache store, e.g. createRedisStore()');
+    }
+  }
+  if (cache === false)
+    throw new M2MConfigError('store', 'needs the in-process cache (`cache` is false)');
+  return value as SharedCacheStore;
+}
+
 export function parseVerifierOptions(
   input: unknown,
   env: NodeJS.ProcessEnv = process.env,
@@ -152,6 +168,7 @@ export function parseVerifierOptions(
     logger,
     cache: cacheOption(options.cache),
     breaker: breakerOption(options.breaker),
+    store: storeOption(options.store, options.cache),
     jwtKey: jwtKeyOption(options.jwtKey ?? env.CLERK_JWT_KEY),
     jwksRefreshMinMs: intOption(
       options.jwksRefreshMinMs,

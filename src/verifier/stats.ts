@@ -6,7 +6,10 @@ import type { VerifierStats } from './types.js';
  * their own metrics. Every message carries no token, only the event's own fields.
  */
 export const CHANNELS = {
-  /** `{ event: 'hit' | 'miss' | 'negative-hit' | 'coalesced' | 'stale-served' }` */
+  /**
+   * `{ event }`: `hit`, `miss`, `negative-hit`, `coalesced`, `stale-served`, and with a shared
+   * store `shared-hit` and `invalidation-received`.
+   */
   cache: 'm2m-guard:verifier:cache',
   /** `{ outcome: 'valid' | 'invalid' | 'error', ms, reason? }`, one per upstream call. */
   upstream: 'm2m-guard:verifier:upstream',
@@ -36,6 +39,8 @@ export function createStats() {
     upstreamCalls: 0,
     upstreamErrors: 0,
     staleServed: 0,
+    sharedHits: 0,
+    invalidationsReceived: 0,
   };
   return {
     cache(event: CacheEvent) {
@@ -46,6 +51,14 @@ export function createStats() {
       counts.upstreamCalls++;
       if (outcome === 'error') counts.upstreamErrors++;
       if (upstreamChannel.hasSubscribers) upstreamChannel.publish({ outcome, ms, reason });
+    },
+    sharedHit() {
+      counts.sharedHits++;
+      if (cacheChannel.hasSubscribers) cacheChannel.publish({ event: 'shared-hit' });
+    },
+    invalidationReceived() {
+      counts.invalidationsReceived++;
+      if (cacheChannel.hasSubscribers) cacheChannel.publish({ event: 'invalidation-received' });
     },
     breaker(state: string) {
       if (breakerChannel.hasSubscribers) breakerChannel.publish({ state });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { M2MClient, M2MClientOptions } from '../client/index.js';
+import type { SharedCacheStore } from './store.js';
 
 /** What a verified token tells: who is calling and with what. Never holds the token string. */
 export interface VerifiedM2MToken {
@@ -85,6 +86,12 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
   cache?: VerifierCacheOptions | false;
   /** Circuit-breaker settings, or `false` to disable it. */
   breaker?: VerifierBreakerOptions | false;
+  /**
+   * A cache level shared by all instances (e.g. `createRedisStore()` from `m2m-guard/redis`),
+   * behind the in-process cache: answers fetched by one instance serve the others, and
+   * revocations and `invalidate()` reach every instance at once. Default: none.
+   */
+  store?: SharedCacheStore;
 }
 
 export interface VerifyOptions {
@@ -106,6 +113,10 @@ export interface VerifierStats {
   upstreamErrors: number;
   /** Stale good answers served while Clerk was unavailable. */
   staleServed: number;
+  /** Misses answered by the shared store (another instance had asked Clerk). */
+  sharedHits: number;
+  /** Invalidations and revocations received from other instances through the shared store. */
+  invalidationsReceived: number;
   /** Entries in the cache now. */
   size: number;
 }

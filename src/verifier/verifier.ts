@@ -9,23 +9,15 @@ import { deepFreeze } from '../shared/freeze.js';
 import { fingerprint } from '../shared/redact.js';
 import { createBreaker } from './breaker.js';
 import { createCacheKeyer } from './cache-key.js';
+import type { Entry } from './entry.js';
 import { InvalidTokenError, type InvalidTokenReason, VerifierUnavailableError } from './errors.js';
 import { createJwtVerifier, isJwtShaped } from './jwt.js';
 import { parseVerifierOptions } from './options.js';
+import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
 import { toUnavailable } from './upstream-error.js';
-
-type Entry =
-  | { kind: 'valid'; value: VerifiedM2MToken; freshUntil: number; staleUntil: number }
-  | {
-      kind: 'invalid';
-      reason: InvalidTokenReason;
-      tokenId?: string;
-      subject?: string;
-      freshUntil: number;
-    };
 
 /** Revocations seen here are remembered this many at most, so a late answer cannot revive one. */
 const MAX_REVOKED_IDS = 10_000;
@@ -40,7 +32,13 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const { client, now, logger, clockSkewMs, machineId, allowedSubjects } = config;
   const log = logger.child({ component: 'm2m-verifier' });
   const stats = createStats();
-  const keyOf = createCacheKeyer(`${client.apiUrl}|${client.verifyIdentity}`);
+  const identity = `${client.apiUrl}|${client.verifyIdentity}`;
+  // With a shared store, every instance that verifies with the same key must hash tokens alike,
+  // so the HMAC key is derived from that secret key rather than drawn at random.
+  const shared = config.store
+    ? createSharedLevel(config.store, `v1:${client.verifyIdentity}`, log)
+    : undefined;
+  const keyOf = createCacheKeyer(identity, shared ? client.deriveKey('cache-key') : undefined);
   const breaker = createBreaker(
     config.breaker.failures,
     config.breaker.cooldownMs,
@@ -78,24 +76,54 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
         });
   const cacheConfig = config.cache === false ? undefined : config.cache;
 
-  const unsubscribe = client.onRevoke(({ id }) => {
+  const pending = new Set<Promise<void>>();
+  /** Keeps background work (shared-store writes) tracked, so close() can wait for it. */
+  function track(work: Promise<void>) {
+    pending.add(work);
+    work.finally(() => pending.delete(work));
+  }
+
+  const unsubscribeRevocations = client.onRevoke(({ id }) => {
     revokedIds.set(id, true);
     // Keep the answer as a definite "revoked", so the next request is refused with the right
     // reason and without asking Clerk.
     const key = keyById.get(id);
     const entry = key === undefined ? undefined : cache?.get(key, { allowStale: true });
-    if (key !== undefined && entry?.kind === 'valid') {
-      const at = now();
-      const { subject } = entry.value;
-      const keepMs = Math.max(cacheConfig?.ttlMs ?? 0, cacheConfig?.negativeTtlMs ?? 0);
+    const subject = entry?.kind === 'valid' ? entry.value.subject : undefined;
+    const revoked = (at: number): Entry => ({
+      kind: 'invalid',
+      reason: 'revoked',
+      tokenId: id,
+      subject,
+      freshUntil: at + Math.max(cacheConfig?.ttlMs ?? 0, cacheConfig?.negativeTtlMs ?? 0),
+    });
+    if (key !== undefined) {
       keyById.delete(id);
-      store(
-        key,
-        { kind: 'invalid', reason: 'revoked', tokenId: id, subject, freshUntil: at + keepMs },
-        at,
+      remember(key, revoked(now()), now(), false);
+    }
+    if (shared) {
+      // Overwrite the shared answer before telling the others, so none can re-read it as good.
+      track(
+        (async () => {
+          const sharedKey = key ?? (await shared.keyOfId(id));
+          if (sharedKey !== undefined) {
+            const at = now();
+            const entry = revoked(at);
+            await shared.set(sharedKey, entry, entry.freshUntil - at);
+          }
+          await shared.delete(undefined, id);
+          await shared.publish({ kind: 'revoke', id, key: sharedKey });
+        })(),
       );
     }
     log.debug({ tokenId: id }, 'token revoked through this client');
+  });
+
+  const unsubscribeShared = shared?.subscribe((message: Invalidation) => {
+    stats.invalidationReceived();
+    if (message.kind === 'revoke' && message.id !== undefined) revokedIds.set(message.id, true);
+    if (message.key !== undefined) cache?.delete(message.key);
+    if (message.id !== undefined) dropById(message.id);
   });
 
   function dropById(id: string) {
@@ -127,13 +155,35 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     return accept(entry.value, at);
   }
 
-  function store(key: string, entry: Entry, at: number) {
+  /** Keeps an answer in process and, unless it came from there, in the shared store. */
+  function remember(key: string, entry: Entry, at: number, share = true) {
     if (!cache) return;
     const until = entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil;
     const ttl = until - at;
     if (ttl < 1) return;
     cache.set(key, entry, { ttl });
     if (entry.kind === 'valid') keyById.set(entry.value.id, key);
+    if (share && shared) track(shared.set(key, entry, ttl));
+  }
+
+  /** A miss in process: the shared store's answer if it has a fresh one, else Clerk's. */
+  async function resolveEntry(
+    key: string,
+    token: string,
+    opaque: boolean,
+    previous: Entry | undefined,
+  ): Promise<Entry> {
+    if (shared) {
+      const found = await shared.get(key);
+      const at = now();
+      if (found && at < found.freshUntil) {
+        stats.sharedHit();
+        remember(key, found, at, false);
+        return found;
+      }
+      previous ??= found;
+    }
+    return opaque ? fetchEntry(key, token, previous) : jwtEntry(key, token);
   }
 
   /** One upstream call, shared by every concurrent caller of the same token. */
@@ -173,7 +223,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
           subject: was?.subject,
           freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
         };
-        if (err instanceof NotFoundError) store(key, entry, at);
+        if (err instanceof NotFoundError) remember(key, entry, at);
         if (was) keyById.delete(was.id);
         return entry;
       }
@@ -213,7 +263,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       value.expiration ?? Number.POSITIVE_INFINITY,
     );
     const entry: Entry = { kind: 'valid', value, freshUntil, staleUntil };
-    if (!(revokedIds.size > 0 && revokedIds.has(value.id))) store(key, entry, at);
+    if (!(revokedIds.size > 0 && revokedIds.has(value.id))) remember(key, entry, at);
     return entry;
   }
 
@@ -233,12 +283,12 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
         subject,
         freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
       };
-      store(key, entry, at);
+      remember(key, entry, at);
       return entry;
     }
     const until = (value.expiration ?? 0) + clockSkewMs;
     const entry: Entry = { kind: 'valid', value, freshUntil: until, staleUntil: until };
-    store(key, entry, now());
+    remember(key, entry, now());
     return entry;
   }
 
@@ -277,8 +327,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       if (flight) {
         stats.cache('coalesced');
       } else {
-        const fetching = opaque ? fetchEntry(key, token, cached) : jwtEntry(key, token);
-        flight = fetching.finally(() => inflight.delete(key));
+        flight = resolveEntry(key, token, opaque, cached).finally(() => inflight.delete(key));
         flight.catch(() => {}); // every caller may have gone; the rejection is theirs, not the process's
         inflight.set(key, flight);
       }
@@ -288,8 +337,20 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
     invalidate(tokenOrTokenId) {
       if (typeof tokenOrTokenId !== 'string' || tokenOrTokenId === '') return;
-      cache?.delete(keyOf(tokenOrTokenId));
+      const key = keyOf(tokenOrTokenId);
+      cache?.delete(key);
       dropById(tokenOrTokenId);
+      if (shared) {
+        const id = tokenOrTokenId.startsWith('mt_') ? tokenOrTokenId : undefined;
+        track(
+          (async () => {
+            const idKey = id === undefined ? undefined : await shared.keyOfId(id);
+            await shared.delete(key, id);
+            if (idKey !== undefined) await shared.delete(idKey, undefined);
+            await shared.publish({ kind: 'invalidate', key, id });
+          })(),
+        );
+      }
     },
 
     stats() {
@@ -297,7 +358,9 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     },
 
     async close() {
-      unsubscribe();
+      unsubscribeRevocations();
+      unsubscribeShared?.();
+      await Promise.all(pending);
       cache?.clear();
       if (config.ownsClient) await client.close();
     },

@@ -1,0 +1,164 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { M2MConfigError } from '../shared/config-error.js';
+import { loggerOption } from '../shared/logger.js';
+import { assertKnownKeys, intOption, optionsObject, stringOption } from '../shared/validate.js';
+import type { SharedCacheStore } from '../verifier/index.js';
+
+/** Options of {@link createRedisStore}: `url` or `client`. */
+export interface RedisStoreOptions {
+  /** A Redis URL (`redis://127.0.0.1:6379`); the store opens and owns its connections. */
+  url?: string;
+  /** An ioredis client you own; the store duplicates it for its subscription. */
+  client?: Redis;
+  /**
+   * Prefix of every key and of the invalidation channel. Share it between the instances that
+   * should share answers; the verifier adds its own identity after it. Default `m2m-guard:`.
+   */
+  keyPrefix?: string;
+  /**
+   * Deadline of each Redis command. A slow or absent Redis then costs a request at most this
+   * long before the verifier carries on without it. Default `200` ms.
+   */
+  commandTimeoutMs?: number;
+  /** A pino logger for connection state. Default: silent. */
+  logger?: Logger;
+}
+
+export interface RedisStore extends SharedCacheStore {
+  /** The invalidation channel. */
+  readonly channel: string;
+  /**
+   * Resolves once both connections are ready (subscribed), or rejects after `timeoutMs`
+   * (default 5000). Optional: until then the store is skipped, not failed.
+   */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Closes the store's own connections (and the client, if the store opened it). */
+  close(): Promise<void>;
+}
+
+/**
+ * A {@link SharedCacheStore} on Redis through ioredis: `SET key value PX ttl` (the TTL set
+ * atomically with the value, never extended by reads) and pub/sub for invalidations.
+ * Commands fail fast while Redis is down (no offline queue, no per-command retries) and the
+ * connections reconnect by themselves; every `error` event is handled.
+ */
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
+  const opts = optionsObject<RedisStoreOptions>(options, 'options');
+  assertKnownKeys(opts, ['url', 'client', 'keyPrefix', 'commandTimeoutMs', 'logger']);
+  const url = stringOption(opts.url, 'url');
+  if ((url === undefined) === (opts.client === undefined)) {
+    throw new M2MConfigError('url', 'or `client` is required, and not both');
+  }
+  if (opts.client !== undefined && typeof opts.client.duplicate !== 'function') {
+    throw new M2MConfigError('client', 'must be an ioredis client');
+  }
+  const keyPrefix = stringOption(opts.keyPrefix, 'keyPrefix') ?? 'm2m-guard:';
+  const commandTimeout = intOption(opts.commandTimeoutMs, 'commandTimeoutMs', 200, {
+    min: 1,
+    max: 60_000,
+  });
+  const log = loggerOption(opts.logger).child({ component: 'm2m-redis-store' });
+  const failFast: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout,
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+  };
+  let commands: Redis;
+  if (url !== undefined) {
+    try {
+      commands = new Redis(url, failFast);
+    } catch {
+      throw new M2MConfigError('url', 'must be a Redis URL');
+    }
+  } else {
+    commands = opts.client!;
+  }
+  // Subscriptions must survive reconnects, so this connection keeps its offline queue.
+  const subscriber = commands.duplicate({
+    ...failFast,
+    enableOfflineQueue: true,
+    commandTimeout: undefined,
+  });
+  const channel = `${keyPrefix}invalidate`;
+  const listeners = new Set<(message: string) => void>();
+  let closed = false;
+  // Until the first connection, the store is skipped rather than failed: start-up is no outage.
+  let everReady = commands.status === 'ready';
+
+  const states = new Map<Redis, 'up' | 'down'>();
+  for (const [connection, role] of [
+    [commands, 'commands'],
+    [subscriber, 'subscriber'],
+  ] as const) {
+    // An unhandled 'error' event would crash the process; log once per outage instead.
+    connection.on('error', (err: Error) => {
+      if (states.get(connection) !== 'down' && !closed) {
+        states.set(connection, 'down');
+        log.warn({ role, err: err.message }, 'redis connection failed; will reconnect');
+      }
+    });
+    connection.on('ready', () => {
+      if (connection === commands) everReady = true;
+      if (states.get(connection) === 'down') log.info({ role }, 'redis connection is back');
+      states.set(connection, 'up');
+    });
+  }
+  subscriber.on('message', (from: string, message: string) => {
+    if (from === channel) for (const listener of listeners) listener(message);
+  });
+  // Queued until connected (this connection keeps its offline queue); ioredis resubscribes on
+  // reconnect. A failure is reported through the 'error' event.
+  const subscribed = subscriber.subscribe(channel).then(() => undefined);
+  subscribed.catch(() => {});
+
+  return {
+    name: 'redis',
+    channel,
+    async get(key) {
+      if (!everReady) return undefined;
+      return (await commands.get(keyPrefix + key)) ?? undefined;
+    },
+    async set(key, value, ttlMs) {
+      if (!everReady) return;
+      await commands.set(keyPrefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+    },
+    async delete(key) {
+      if (!everReady) return;
+      await commands.del(keyPrefix + key);
+    },
+    async publish(message) {
+      if (!everReady) return;
+      await commands.publish(channel, message);
+    },
+    async ready(timeoutMs = 5000) {
+      const commandsReady = everReady
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => commands.once('ready', () => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`redis not ready within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+      try {
+        await Promise.race([Promise.all([commandsReady, subscribed]), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      listeners.clear();
+      subscriber.disconnect();
+      if (url !== undefined) commands.disconnect();
+    },
+  };
+}
