@@ -33,10 +33,12 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
       connections: 64,
       keepAliveTimeout: 10_000,
       connectTimeout: Math.min(config.timeoutMs, 10_000),
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
+      // Our own per-attempt deadline is the precise one; undici's coarse timers only back it up.
+      headersTimeout: config.timeoutMs + 1000,
+      bodyTimeout: config.timeoutMs + 1000,
     });
   const revokeListeners = new Set<(event: RevokedTokenEvent) => void>();
+  let closed = false;
 
   /** Per-call key, then the client's machine key, then the instance key (as Clerk's SDK). */
   function keyFor(call: CallOptions | undefined): string {
@@ -64,6 +66,7 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
   }
 
   const verifyKey = config.machineSecretKey ?? config.secretKey;
+  const jwksPath = config.apiUrl.endsWith('/v1') ? '/jwks' : '/v1/jwks';
 
   return {
     apiUrl: config.apiUrl,
@@ -146,7 +149,14 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
         params,
       );
       const token = parseToken(res.json, res.status);
-      for (const listener of revokeListeners) listener({ id: token.id, apiUrl: config.apiUrl });
+      for (const listener of revokeListeners) {
+        // The token is revoked whatever a listener does; one failing must not hide that.
+        try {
+          listener({ id: token.id, apiUrl: config.apiUrl });
+        } catch (err) {
+          config.logger.error({ err: (err as Error)?.message }, 'an onRevoke listener threw');
+        }
+      }
       return token;
     },
 
@@ -179,7 +189,8 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
         );
       }
       const res = await send(
-        { operation: 'jwks', method: 'GET', path: '/v1/jwks', key, retryMode: 'idempotent' },
+        // Clerk serves the JWKS under /v1; an apiUrl that already ends in /v1 keeps it once.
+        { operation: 'jwks', method: 'GET', path: jwksPath, key, retryMode: 'idempotent' },
         options,
       );
       const keys = (res.json as { keys?: unknown } | null)?.keys;
@@ -203,7 +214,10 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
 
     async close() {
       revokeListeners.clear();
-      if (ownsDispatcher) await dispatcher.close();
+      if (ownsDispatcher && !closed) {
+        closed = true;
+        await dispatcher.close();
+      }
     },
   };
 }

@@ -43,10 +43,19 @@ const KNOWN = [
 /** Checks a key's prefix without ever echoing the key. */
 export function keyOption(value: unknown, name: string, prefix: string): string | undefined {
   const key = stringOption(value, name);
-  if (key !== undefined && (!key.startsWith(prefix) || /\s/.test(key))) {
+  if (key !== undefined && (!key.startsWith(prefix) || !/^[\x21-\x7e]+$/.test(key))) {
     throw new M2MConfigError(name, `must be a key starting with \`${prefix}\``);
   }
   return key;
+}
+
+/** A string sent as a header value: printable ASCII only, so no header can be split or refused. */
+function headerValueOption(value: unknown, name: string): string | undefined {
+  const text = stringOption(value, name);
+  if (text !== undefined && !/^[\x20-\x7e]+$/.test(text)) {
+    throw new M2MConfigError(name, 'must be printable ASCII (it is sent as a header)');
+  }
+  return text;
 }
 
 function apiUrlOption(value: unknown): string {
@@ -101,7 +110,7 @@ export function parseClientOptions(
   const keysFromEnv = options.machineSecretKey === undefined && options.secretKey === undefined;
   return {
     apiUrl: apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined)),
-    apiVersion: stringOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
+    apiVersion: headerValueOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
     machineSecretKey: keyOption(
       keysFromEnv ? env.CLERK_MACHINE_SECRET_KEY || undefined : options.machineSecretKey,
       'machineSecretKey',
@@ -119,6 +128,6 @@ export function parseClientOptions(
     retry: retryOption(options.retry),
     dispatcher,
     logger: loggerOption(options.logger),
-    userAgent: stringOption(options.userAgent, 'userAgent') ?? `m2m-guard/${VERSION}`,
+    userAgent: headerValueOption(options.userAgent, 'userAgent') ?? `m2m-guard/${VERSION}`,
   };
 }

@@ -34,12 +34,15 @@ export function parseRetryAfter(
   if (raw === undefined) return undefined;
   const text = raw.trim();
   if (/^\d+$/.test(text)) return Number(text);
+  // An HTTP date (RFC 9110 IMF-fixdate, e.g. `Wed, 21 Oct 2015 07:28:00 GMT`); nothing looser,
+  // since Date.parse reads `-1` or `1.5` as dates.
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) return undefined;
   const date = Date.parse(text);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, Math.ceil((date - now) / 1000));
 }
 
-/** Full-jitter exponential backoff: a random wait in [base/2, base] with base doubling per attempt. */
+/** Equal-jitter exponential backoff: a random wait in [base/2, base] with base doubling per attempt. */
 export function backoffDelay(attempt: number, minDelayMs: number, maxDelayMs: number): number {
   const base = Math.min(maxDelayMs, minDelayMs * 2 ** attempt);
   return Math.round(base / 2 + Math.random() * (base / 2));

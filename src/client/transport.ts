@@ -138,7 +138,7 @@ async function attemptOnce(
       body,
       signal,
     });
-    const text = await readBody(res.body);
+    const text = await readBody(res.body, res.statusCode);
     return interpret(res.statusCode, res.headers, text, request.secrets);
   } catch (err) {
     if (err instanceof M2MApiError) throw err;
@@ -160,7 +160,10 @@ async function attemptOnce(
   }
 }
 
-async function readBody(body: AsyncIterable<Buffer> & { destroy?: () => void }): Promise<string> {
+async function readBody(
+  body: AsyncIterable<Buffer> & { destroy?: () => void },
+  status: number,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -168,6 +171,7 @@ async function readBody(body: AsyncIterable<Buffer> & { destroy?: () => void }):
     if (size > MAX_BODY_BYTES) {
       body.destroy?.();
       throw new M2MApiError({
+        status,
         code: 'invalid_response',
         message: `Clerk API answer exceeded ${MAX_BODY_BYTES} bytes`,
       });
@@ -210,9 +214,14 @@ function interpret(
     code,
     message: `Clerk API answered ${status} ${code}${first ? `: ${first.message}` : ''}`,
     errors,
-    clerkTraceId: typeof traceId === 'string' ? traceId : (headers['cf-ray'] as string | undefined),
+    clerkTraceId: traceIdOf(typeof traceId === 'string' ? traceId : headers['cf-ray']),
     retryAfter: parseRetryAfter(headers['retry-after'], Date.now()),
   });
+}
+
+/** A trace id is an opaque label: kept only when it looks like one, so it cannot carry a secret. */
+function traceIdOf(value: unknown): string | undefined {
+  return typeof value === 'string' && /^[A-Za-z0-9_-]{1,100}$/.test(value) ? value : undefined;
 }
 
 /** Reads Clerk's `errors` array defensively, redacting anything that looks like our secrets. */
