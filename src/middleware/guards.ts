@@ -19,7 +19,8 @@ function guard(allows: (auth: M2MRequestAuth) => boolean): M2MMiddleware {
     const responder = responderOf(req);
     if (responder === 'preflight') return next();
     const r = responder ?? fallback;
-    const auth = req.m2m;
+    // Only a req.m2m that m2mAuth() set on this very request is trusted.
+    const auth = responder === undefined ? undefined : req.m2m;
     if (auth === undefined)
       return r.refuse(new UnauthorizedError({ realm: r.realm }), req, res, next);
     let ok: boolean;

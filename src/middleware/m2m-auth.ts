@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import { assertKnownKeys, boolOption, functionOption, optionsObject } from '../shared/validate.js';
@@ -94,15 +95,22 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
   }
 
   const middleware: M2MMiddleware = function m2mAuthMiddleware(req, res, next) {
+    // Only we set req.m2m: whatever another middleware put there is dropped.
+    if (req.m2m !== undefined) req.m2m = undefined;
     if (skipPreflight && isPreflight(req)) {
       rememberResponder(req, 'preflight');
       return next();
     }
     rememberResponder(req, responder);
-    // Only we set req.m2m: whatever another middleware put there is dropped.
-    if (req.m2m !== undefined) req.m2m = undefined;
     authenticate(req).then(
-      (refusal) => (refusal ? responder.refuse(refusal, req, res, next) : next()),
+      (refusal) => {
+        if (!refusal) return passOn(next, res, logger);
+        try {
+          responder.refuse(refusal, req, res, next);
+        } catch (err) {
+          next(err); // an onError that throws
+        }
+      },
       (err) => next(err),
     );
   };
@@ -110,6 +118,23 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
     verifier,
     close: () => (ownsVerifier ? verifier.close() : Promise.resolve()),
   });
+}
+
+/**
+ * Calls `next()` outside our promise: a handler after us that throws synchronously (plain
+ * `node:http`, Connect) is logged and answered 500 instead of becoming an unhandled rejection.
+ */
+function passOn(next: () => void, res: ServerResponse, logger: Logger): void {
+  try {
+    next();
+  } catch (err) {
+    logger.error({ err: (err as Error)?.message }, 'a handler after m2mAuth() threw');
+    if (!res.headersSent) {
+      res.statusCode = 500;
+      res.setHeader('Content-Type', 'application/json');
+      res.end('{"error":"server_error"}');
+    }
+  }
 }
 
 function verifierOption(opts: M2MAuthOptions): TokenVerifier {

@@ -57,6 +57,11 @@ export interface JwtVerifierConfig {
   logger: Logger;
   /** Whether the client has the instance key, without which the JWKS cannot be read. */
   canFetchJwks: boolean;
+  /**
+   * Clerk scope-checks opaque tokens verified with a machine key; a JWT is checked here alone.
+   * Without `machineId` that check cannot be made, so JWTs are then refused, not let through.
+   */
+  scopeUncheckable: boolean;
 }
 
 export function createJwtVerifier(config: JwtVerifierConfig) {
@@ -66,6 +71,7 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
   let lastAttempt = Number.NEGATIVE_INFINITY;
   let refreshing: Promise<void> | undefined;
   let warnedNoKeys = false;
+  let warnedNoScope = false;
 
   async function refresh(): Promise<void> {
     lastAttempt = now();
@@ -143,6 +149,15 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
       (header.cat !== undefined && header.cat !== M2M_JWT_CATEGORY)
     ) {
       throw new InvalidTokenError('malformed', details);
+    }
+    if (config.scopeUncheckable) {
+      if (!warnedNoScope) {
+        warnedNoScope = true;
+        logger.warn(
+          'a JWT M2M token was refused: with a machine key, set machineId so its scope can be checked',
+        );
+      }
+      throw new InvalidTokenError('out_of_scope', details);
     }
     const key = await keyFor(header.kid);
     let payload: JWTPayload;

@@ -181,5 +181,12 @@ export function parseVerifierOptions(
   };
   // Built last, so an invalid verifier option never leaves an open client behind.
   client ??= createM2MClient({ ...clientOptions, logger });
+  if (client.verifyIdentity === 'none' && config.jwtKey === undefined) {
+    if (ownsClient) void client.close();
+    throw new M2MConfigError(
+      'machineSecretKey',
+      'or `secretKey` is needed to verify tokens (or CLERK_MACHINE_SECRET_KEY / CLERK_SECRET_KEY)',
+    );
+  }
   return { ...config, client };
 }

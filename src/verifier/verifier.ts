@@ -57,6 +57,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     now,
     logger: log,
     canFetchJwks: client.hasSecretKey,
+    scopeUncheckable: client.verifyIdentity.startsWith('machine:') && machineId === undefined,
   });
   const revokedIds = new LRUCache<string, true>({ max: MAX_REVOKED_IDS });
   // Token id -> cache key of its good answer, so a revocation by id can drop it.
@@ -158,7 +159,12 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   /** Keeps an answer in process and, unless it came from there, in the shared store. */
   function remember(key: string, entry: Entry, at: number, share = true) {
     if (!cache) return;
-    const until = entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil;
+    // A good answer is kept one budget past its freshness (never served from then on, unless
+    // stale-if-error allows it) so that Clerk's later 404 can be told apart: revoked or expired.
+    const until =
+      entry.kind === 'valid'
+        ? Math.max(entry.staleUntil, entry.freshUntil + (cacheConfig?.ttlMs ?? 0))
+        : entry.freshUntil;
     const ttl = until - at;
     if (ttl < 1) return;
     cache.set(key, entry, { ttl });
