@@ -159,17 +159,27 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   /** Keeps an answer in process and, unless it came from there, in the shared store. */
   function remember(key: string, entry: Entry, at: number, share = true) {
     if (!cache) return;
-    // A good answer is kept one budget past its freshness (never served from then on, unless
-    // stale-if-error allows it) so that Clerk's later 404 can be told apart: revoked or expired.
+    // A good answer is kept past its freshness, until its token expires (never served from
+    // then on, unless stale-if-error allows it), so that Clerk's later 404 can be told apart
+    // as revoked or expired in the logs. `cache.max` still bounds the memory.
+    const budget = cacheConfig?.ttlMs ?? 0;
     const until =
       entry.kind === 'valid'
-        ? Math.max(entry.staleUntil, entry.freshUntil + (cacheConfig?.ttlMs ?? 0))
+        ? Math.max(
+            entry.staleUntil,
+            entry.freshUntil + budget,
+            (entry.value.expiration ?? 0) + budget,
+          )
         : entry.freshUntil;
     const ttl = until - at;
     if (ttl < 1) return;
     cache.set(key, entry, { ttl });
     if (entry.kind === 'valid') keyById.set(entry.value.id, key);
-    if (share && shared) track(shared.set(key, entry, ttl));
+    if (share && shared) {
+      // Other instances get only the window in which the answer may be served.
+      const servable = (entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil) - at;
+      track(shared.set(key, entry, servable));
+    }
   }
 
   /** A miss in process: the shared store's answer if it has a fresh one, else Clerk's. */
