@@ -2,12 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type Emulator, type MachineConfig, startEmulator } from '../emulator/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
+import type { CliIo } from './io.js';
 
-/** Where a command writes; `process.stdout`/`process.stderr` in the real CLI. */
-export interface CliIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
+export type { CliIo } from './io.js';
 
 /** Hooks for running the command in-process (tests); the CLI uses neither. */
 export interface EmulatorCommandHooks {

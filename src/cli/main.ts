@@ -2,7 +2,9 @@ import { realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../shared/version.js';
-import { type CliIo, runEmulatorCommand } from './emulator-command.js';
+import { runEmulatorCommand } from './emulator-command.js';
+import type { CliIo } from './io.js';
+import { runTokenCommand } from './token-command.js';
 
 /** One subcommand: `run` gets the arguments after its name and resolves to the exit code. */
 interface Command {
@@ -15,6 +17,10 @@ const COMMANDS: Record<string, Command> = {
   emulator: {
     summary: "Run a local emulator of Clerk's M2M token endpoints",
     run: (argv, io) => runEmulatorCommand(argv, io),
+  },
+  token: {
+    summary: 'Create, list, revoke or verify M2M tokens through the API (JSON output)',
+    run: (argv, io) => runTokenCommand(argv, io),
   },
 };
 
