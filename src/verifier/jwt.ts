@@ -39,13 +39,21 @@ export function isJwtShaped(token: unknown): token is string {
 export function jwtKeyOption(value: unknown): KeyObject | undefined {
   if (value === undefined || value === '') return undefined;
   if (typeof value !== 'string') throw new M2MConfigError('jwtKey', 'must be a PEM public key');
+  // A private key would be turned into its public half silently: refuse it, it is a mistake.
+  if (value.includes('PRIVATE KEY')) {
+    throw new M2MConfigError('jwtKey', 'must be a public key, never a private one');
+  }
+  let key: KeyObject;
   try {
-    const key = createPublicKey(value.includes('\\n') ? value.replaceAll('\\n', '\n') : value);
-    if (key.asymmetricKeyType !== 'rsa') throw new Error('not RSA');
-    return key;
+    key = createPublicKey(value.includes('\\n') ? value.replaceAll('\\n', '\n') : value);
   } catch {
     throw new M2MConfigError('jwtKey', 'must be an RSA public key in PEM (SPKI) form');
   }
+  // jose refuses RSA keys under 2048 bits: such a key could never verify a token.
+  if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+    throw new M2MConfigError('jwtKey', 'must be an RSA public key of 2048 bits or more');
+  }
+  return key;
 }
 
 export interface JwtVerifierConfig {
@@ -69,6 +77,8 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
   let keys = new Map<string, KeyObject>();
   let fetchedAt = Number.NEGATIVE_INFINITY;
   let lastAttempt = Number.NEGATIVE_INFINITY;
+  /** Why the last JWKS fetch failed, while it has not succeeded since. */
+  let lastFailure: Error | undefined;
   let refreshing: Promise<void> | undefined;
   let warnedNoKeys = false;
   let warnedNoScope = false;
@@ -80,8 +90,10 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
       set = await client.getJwks();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'could not fetch the JWKS');
-      throw toUnavailable(err);
+      lastFailure = toUnavailable(err);
+      throw lastFailure;
     }
+    lastFailure = undefined;
     const next = new Map<string, KeyObject>();
     for (const jwk of set.keys) {
       if (jwk.kty !== 'RSA' || typeof jwk.kid !== 'string') continue;
@@ -124,6 +136,9 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
         if (keys.size === 0) throw err;
       }
     }
+    // No key ever loaded and the refetch held back after a failure: Clerk is unavailable,
+    // which says nothing about the token.
+    if (keys.size === 0 && lastFailure) throw lastFailure;
     const key = keys.get(kid);
     if (!key) throw new InvalidTokenError('unknown');
     return key;
@@ -142,13 +157,13 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
     if (typeof subject !== 'string' || !subject.startsWith('mch_')) {
       throw new InvalidTokenError('malformed');
     }
-    const details = { tokenId: typeof claimed.jti === 'string' ? claimed.jti : undefined, subject };
+
     if (
       !ALGORITHMS.includes(String(header.alg)) ||
       (header.typ !== undefined && header.typ !== 'JWT') ||
       (header.cat !== undefined && header.cat !== M2M_JWT_CATEGORY)
     ) {
-      throw new InvalidTokenError('malformed', details);
+      throw new InvalidTokenError('malformed');
     }
     if (config.scopeUncheckable) {
       if (!warnedNoScope) {
@@ -157,22 +172,25 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
           'a JWT M2M token was refused: with a machine key, set machineId so its scope can be checked',
         );
       }
-      throw new InvalidTokenError('out_of_scope', details);
+      throw new InvalidTokenError('out_of_scope');
     }
     const key = await keyFor(header.kid);
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, key, {
         algorithms: ALGORITHMS,
-        clockTolerance: Math.floor(config.clockSkewMs / 1000),
+        clockTolerance: config.clockSkewMs / 1000,
         currentDate: new Date(now()),
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      throw new InvalidTokenError(
-        err instanceof joseErrors.JWTExpired ? 'expired' : 'malformed',
-        details,
-      );
+      // Claims are named in logs only once the signature is known good (jose checks `exp`
+      // after the signature); a forger must not write what the logs say.
+      if (err instanceof joseErrors.JWTExpired) {
+        const jti = typeof claimed.jti === 'string' ? claimed.jti : undefined;
+        throw new InvalidTokenError('expired', { tokenId: jti, subject });
+      }
+      throw new InvalidTokenError('malformed');
     }
     return toVerified(payload, subject);
   };
