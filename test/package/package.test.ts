@@ -21,7 +21,11 @@ beforeAll(() => {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(join(consumer, 'node_modules'), { recursive: true });
   run('npm', ['run', 'build', '--silent'], root);
-  const out = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', work], root);
+  const out = run(
+    'npm',
+    ['pack', '--ignore-scripts', '--silent', '--pack-destination', work],
+    root,
+  );
   const tarball = join(work, out.trim().split('\n').at(-1)!);
   run('tar', ['xzf', tarball, '-C', consumer]);
   execFileSync('mv', [join(consumer, 'package'), installed]);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import { startEmulator } from '../../src/emulator/index.js';
 import {
   createAuthorizedFetch,
   createM2MClient,
@@ -118,6 +118,9 @@ describe('README snippets', () => {
     app.get('/', (req, res) => res.json(req.m2m));
     const res = await request(app).get('/').set('authorization', `Bearer ${token}`);
     expect(res.body.subject).toBe(emulator.machines.caller.id);
-    cleanups.push(() => emulator.close(), () => caller.close());
+    cleanups.push(
+      () => emulator.close(),
+      () => caller.close(),
+    );
   });
 });
