@@ -51,9 +51,10 @@ describe('the published package', () => {
       '-e',
       `import * as g from 'm2m-guard';
        import { startEmulator } from 'm2m-guard/emulator';
-       console.log([typeof g.m2mAuth, typeof g.createTokenVerifier, typeof g.createM2MClient, typeof startEmulator].join());`,
+       import { createRedisStore } from 'm2m-guard/redis';
+       console.log([typeof g.m2mAuth, typeof g.createTokenVerifier, typeof g.createM2MClient, typeof startEmulator, typeof createRedisStore].join());`,
     ]);
-    expect(out.trim()).toBe('function,function,function,function');
+    expect(out.trim()).toBe('function,function,function,function,function');
   });
 
   it('loads with require on Node 20.19+', () => {
