@@ -29,7 +29,7 @@ export function createM2MClient(options: M2MClientOptions = {}): M2MClient {
   const ownsDispatcher = config.dispatcher === undefined;
   const dispatcher: Dispatcher =
     config.dispatcher ??
-    new Pool(new URL(config.apiUrl).origin, {
+    new Pool(config.origin, {
       connections: 64,
       keepAliveTimeout: 10_000,
       connectTimeout: Math.min(config.timeoutMs, 10_000),

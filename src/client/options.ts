@@ -10,6 +10,9 @@ import type { M2MClientOptions, RetryOptions } from './types.js';
 /** Client options after validation, with every default applied. */
 export interface ClientConfig {
   apiUrl: string;
+  /** `apiUrl` split once, so no request parses it again. */
+  origin: string;
+  basePath: string;
   apiVersion: string;
   machineSecretKey: string | undefined;
   secretKey: string | undefined;
@@ -108,8 +111,12 @@ export function parseClientOptions(
   // Keys given in code win whole: the environment's keys fill in only when none is given,
   // so a CLERK_MACHINE_SECRET_KEY in the shell never overrides an explicit `secretKey`.
   const keysFromEnv = options.machineSecretKey === undefined && options.secretKey === undefined;
+  const apiUrl = apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined));
+  const { origin, pathname } = new URL(apiUrl);
   return {
-    apiUrl: apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined)),
+    apiUrl,
+    origin,
+    basePath: pathname.replace(/\/+$/, ''),
     apiVersion: headerValueOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
     machineSecretKey: keyOption(
       keysFromEnv ? env.CLERK_MACHINE_SECRET_KEY || undefined : options.machineSecretKey,

@@ -117,7 +117,6 @@ async function attemptOnce(
   const signal = request.signal
     ? AbortSignal.any([request.signal, deadline.signal])
     : deadline.signal;
-  const url = new URL(config.apiUrl);
   const headers: Record<string, string> = {
     authorization: `Bearer ${request.key}`,
     'clerk-api-version': config.apiVersion,
@@ -131,8 +130,8 @@ async function attemptOnce(
   }
   try {
     const res = await dispatcher.request({
-      origin: url.origin,
-      path: `${url.pathname.replace(/\/$/, '')}${request.path}`,
+      origin: config.origin,
+      path: `${config.basePath}${request.path}`,
       method: request.method,
       headers,
       body,
