@@ -1,0 +1,93 @@
+/**
+ * The benchmark's scenarios: which server runs, how many tokens rotate, whether the emulator
+ * enforces Clerk's production rate limit. Shared by the driver (`run.ts`) and the server
+ * under test (`server.ts`).
+ */
+
+/** The server variants `bench/server.ts` can run (one per process). */
+export const SERVER_KINDS = [
+  'none',
+  'm2m-guard',
+  'm2m-guard-nocache',
+  'clerk-express',
+  'clerk-backend',
+] as const;
+export type ServerKind = (typeof SERVER_KINDS)[number];
+
+export interface Scenario {
+  name: string;
+  server: ServerKind;
+  /** Distinct valid tokens cycled through the Authorization header; 0 sends none. */
+  tokens: number;
+  /** Whether the emulator enforces {@link PRODUCTION_RATE_LIMIT} during the measured window. */
+  rateLimit: boolean;
+  description: string;
+}
+
+/** Clerk's production limit for the M2M endpoints: 1 000 requests per 10 s per instance. */
+export const PRODUCTION_RATE_LIMIT = { limit: 1000, windowMs: 10_000 };
+
+/** The route every scenario serves, and the body it answers with. */
+export const ROUTE = '/internal/ping';
+export const BODY = { pong: true };
+
+export const SCENARIOS: readonly Scenario[] = [
+  { name: 'none', server: 'none', tokens: 0, rateLimit: false, description: 'no auth (ceiling)' },
+  {
+    name: 'm2m-guard',
+    server: 'm2m-guard',
+    tokens: 1,
+    rateLimit: false,
+    description: 'm2mAuth(), 1 token, cache warm',
+  },
+  {
+    name: 'm2m-guard-1000',
+    server: 'm2m-guard',
+    tokens: 1000,
+    rateLimit: false,
+    description: 'm2mAuth(), 1 000 tokens in rotation, cache warm',
+  },
+  {
+    name: 'm2m-guard-nocache',
+    server: 'm2m-guard-nocache',
+    tokens: 1,
+    rateLimit: false,
+    description: 'm2mAuth({ cache: false }), 1 token',
+  },
+  {
+    name: 'clerk-express',
+    server: 'clerk-express',
+    tokens: 1,
+    rateLimit: false,
+    description: "@clerk/express clerkMiddleware() + getAuth(req, { acceptsToken: 'm2m_token' })",
+  },
+  {
+    name: 'clerk-backend',
+    server: 'clerk-backend',
+    tokens: 1,
+    rateLimit: false,
+    description: '@clerk/backend m2m.verify() per request',
+  },
+  {
+    name: 'm2m-guard+ratelimit',
+    server: 'm2m-guard',
+    tokens: 1,
+    rateLimit: true,
+    description: 'as m2m-guard, emulator at 1 000 req / 10 s',
+  },
+  {
+    name: 'clerk-express+ratelimit',
+    server: 'clerk-express',
+    tokens: 1,
+    rateLimit: true,
+    description: 'as clerk-express, emulator at 1 000 req / 10 s',
+  },
+];
+
+/** The cold-start check is selectable with `--only` like a scenario. */
+export const COLD_START = 'cold-start';
+
+/** A publishable key Clerk can parse: `pk_test_` + base64 of a frontend API host and `$`. */
+export function fakePublishableKey(host = 'clerk.example.test'): string {
+  return `pk_test_${Buffer.from(`${host}$`).toString('base64')}`;
+}

@@ -1,0 +1,131 @@
+/**
+ * The server under test: one scenario per process, so each one's memory and event loop are its
+ * own. `node --import tsx bench/server.ts <kind>` with the emulator's coordinates in the
+ * environment (BENCH_API_URL, BENCH_SECRET_KEY, BENCH_MACHINE_SECRET_KEY,
+ * BENCH_PUBLISHABLE_KEY). Prints one JSON line `{"event":"ready","port":…}` on stdout once it
+ * listens; answers the IPC message `{ type: 'stats' }` with its peak RSS (sampled every 100 ms).
+ */
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type Express, type Request, type Response } from 'express';
+import { BODY, ROUTE, SERVER_KINDS, type ServerKind } from './scenarios.js';
+
+export interface ServerStats {
+  type: 'stats';
+  peakRssBytes: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+}
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`bench/server.ts: ${name} is not set`);
+  return value;
+}
+
+function pong(_req: Request, res: Response): void {
+  res.json(BODY);
+}
+
+function bearer(req: Request): string | undefined {
+  const match = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? '');
+  return match?.[1];
+}
+
+async function buildApp(kind: ServerKind): Promise<Express> {
+  const app = express();
+  const apiUrl = env('BENCH_API_URL');
+  switch (kind) {
+    case 'none':
+      break;
+    case 'm2m-guard':
+    case 'm2m-guard-nocache': {
+      // Loaded only here, so the other scenarios' RSS does not carry the library.
+      const { m2mAuth } = await import('../src/index.js');
+      const machineSecretKey = env('BENCH_MACHINE_SECRET_KEY');
+      const cache = kind === 'm2m-guard' ? {} : false;
+      app.use('/internal', m2mAuth({ apiUrl, machineSecretKey, cache }));
+      break;
+    }
+    case 'clerk-express': {
+      const { clerkMiddleware, getAuth } = await import('@clerk/express');
+      app.use(
+        clerkMiddleware({
+          secretKey: env('BENCH_SECRET_KEY'),
+          publishableKey: env('BENCH_PUBLISHABLE_KEY'),
+          apiUrl,
+          machineSecretKey: env('BENCH_MACHINE_SECRET_KEY'),
+        }),
+      );
+      // As Clerk documents it for M2M tokens.
+      app.get(ROUTE, (req, res) => {
+        const auth = getAuth(req, { acceptsToken: 'm2m_token' });
+        if (!auth.isAuthenticated) {
+          res.status(401).send('Unauthorized');
+          return;
+        }
+        res.json(BODY);
+      });
+      return app;
+    }
+    case 'clerk-backend': {
+      const { createClerkClient } = await import('@clerk/backend');
+      const clerk = createClerkClient({
+        apiUrl,
+        machineSecretKey: env('BENCH_MACHINE_SECRET_KEY'),
+      });
+      app.get(ROUTE, async (req, res) => {
+        const token = bearer(req);
+        try {
+          if (!token) throw new Error('no token');
+          await clerk.m2m.verify({ token });
+        } catch {
+          res.status(401).send('Unauthorized');
+          return;
+        }
+        res.json(BODY);
+      });
+      return app;
+    }
+  }
+  app.get(ROUTE, pong);
+  return app;
+}
+
+function trackPeakRss(): () => ServerStats {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 100);
+  timer.unref();
+  return () => {
+    const { rss, heapUsed } = process.memoryUsage();
+    peak = Math.max(peak, rss);
+    return { type: 'stats', peakRssBytes: peak, rssBytes: rss, heapUsedBytes: heapUsed };
+  };
+}
+
+async function main(): Promise<void> {
+  const kind = process.argv[2] as ServerKind;
+  if (!SERVER_KINDS.includes(kind)) {
+    throw new Error(`bench/server.ts: unknown kind ${kind}; one of ${SERVER_KINDS.join(', ')}`);
+  }
+  const stats = trackPeakRss();
+  const app = await buildApp(kind);
+  const server = createServer(app);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.on('message', (msg: { type?: string }) => {
+    if (msg?.type === 'stats') process.send?.(stats());
+  });
+  // With an IPC channel the parent owns our life; without one (run by hand) Ctrl-C ends it.
+  process.on('disconnect', () => process.exit(0));
+  const { port } = server.address() as AddressInfo;
+  process.stdout.write(`${JSON.stringify({ event: 'ready', port, kind, pid: process.pid })}\n`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

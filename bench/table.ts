@@ -1,0 +1,75 @@
+/** Figures per scenario, the ratios between them, and the markdown table. */
+import type { LoadResult } from './load.js';
+
+export interface ScenarioResult extends LoadResult {
+  name: string;
+  description: string;
+  /** Emulator verify calls during the measured window. */
+  upstreamCalls: number;
+  /** Upstream verify calls per 1 000 requests sent in the window; `null` when none was sent. */
+  upstreamPer1000: number | null;
+  /** The server process's peak RSS over its whole life (start, warm-up, measurement). */
+  peakRssMiB: number;
+  /** Seconds the warming requests (one per token) took, before the warm-up. */
+  touchSec: number;
+  /** Why the harness counts this scenario as failed (its figures are still reported). */
+  failure?: string;
+  /** 2xx req/s over scenario `none`'s; `null` when `none` was not run. */
+  ratioToNone: number | null;
+  /** 2xx req/s over scenario `clerk-express`'s; `null` when it was not run. */
+  ratioToClerkExpress: number | null;
+}
+
+export type MeasuredScenario = Omit<ScenarioResult, 'ratioToNone' | 'ratioToClerkExpress'>;
+
+function ratio(value: number, reference: MeasuredScenario | undefined): number | null {
+  if (!reference || reference.reqPerSec2xx <= 0) return null;
+  return round(value / reference.reqPerSec2xx, 3);
+}
+
+export function round(value: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Adds the ratios to scenario 1 (`none`) and scenario 5 (`clerk-express`). */
+export function withRatios(measured: readonly MeasuredScenario[]): ScenarioResult[] {
+  const none = measured.find((s) => s.name === 'none');
+  const clerk = measured.find((s) => s.name === 'clerk-express');
+  return measured.map((s) => ({
+    ...s,
+    ratioToNone: ratio(s.reqPerSec2xx, none),
+    ratioToClerkExpress: ratio(s.reqPerSec2xx, clerk),
+  }));
+}
+
+const COLUMNS: [string, (s: ScenarioResult) => string][] = [
+  ['scenario', (s) => (s.failure ? `${s.name} (FAILED)` : s.name)],
+  ['2xx req/s', (s) => fmt(s.reqPerSec2xx, 0)],
+  ['total req/s', (s) => fmt(s.reqPerSecTotal, 0)],
+  ['p50 ms', (s) => fmt(s.p50Ms, 1)],
+  ['p99 ms', (s) => fmt(s.p99Ms, 1)],
+  ['errors', (s) => String(s.errors)],
+  ['non-2xx', (s) => String(s.non2xx)],
+  ['upstream / 1k req', (s) => (s.upstreamPer1000 === null ? '–' : fmt(s.upstreamPer1000, 2))],
+  ['peak RSS MiB', (s) => fmt(s.peakRssMiB, 1)],
+  ['× none', (s) => (s.ratioToNone === null ? '–' : fmt(s.ratioToNone, 2))],
+  [
+    '× clerk-express',
+    (s) => (s.ratioToClerkExpress === null ? '–' : fmt(s.ratioToClerkExpress, 2)),
+  ],
+];
+
+function fmt(value: number, digits: number): string {
+  return value.toLocaleString('en-US', {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+export function markdownTable(rows: readonly ScenarioResult[]): string {
+  const header = `| ${COLUMNS.map(([name]) => name).join(' | ')} |`;
+  const rule = `|${COLUMNS.map((_column, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`;
+  const body = rows.map((row) => `| ${COLUMNS.map(([, cell]) => cell(row)).join(' | ')} |`);
+  return [header, rule, ...body].join('\n');
+}
