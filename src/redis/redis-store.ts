@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
@@ -59,27 +59,24 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     max: 60_000,
   });
   const log = loggerOption(opts.logger).child({ component: 'm2m-redis-store' });
-  const failFast: RedisOptions = {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout,
-    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
-  };
-  let commands: Redis;
-  if (url !== undefined) {
-    try {
-      commands = new Redis(url, failFast);
-    } catch {
-      throw new M2MConfigError('url', 'must be a Redis URL');
-    }
-  } else {
-    commands = opts.client!;
-  }
-  // Subscriptions must survive reconnects, so this connection keeps its offline queue.
+  if (url !== undefined) assertRedisUrl(url);
+  const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2000);
+  const commands =
+    url !== undefined
+      ? new Redis(url, {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          commandTimeout,
+          retryStrategy,
+        })
+      : opts.client!;
+  // Subscriptions must survive reconnects and a start before Redis is up: this connection
+  // queues its SUBSCRIBE and retries it for as long as it takes.
   const subscriber = commands.duplicate({
-    ...failFast,
     enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
     commandTimeout: undefined,
+    retryStrategy,
   });
   const channel = `${keyPrefix}invalidate`;
   const listeners = new Set<(message: string) => void>();
@@ -88,55 +85,90 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   let everReady = commands.status === 'ready';
 
   const states = new Map<Redis, 'up' | 'down'>();
+  const detach: (() => void)[] = [];
   for (const [connection, role] of [
     [commands, 'commands'],
     [subscriber, 'subscriber'],
   ] as const) {
     // An unhandled 'error' event would crash the process; log once per outage instead.
-    connection.on('error', (err: Error) => {
+    const onError = (err: Error) => {
       if (states.get(connection) !== 'down' && !closed) {
         states.set(connection, 'down');
         log.warn({ role, err: err.message }, 'redis connection failed; will reconnect');
       }
-    });
-    connection.on('ready', () => {
+    };
+    const onReady = () => {
       if (connection === commands) everReady = true;
       if (states.get(connection) === 'down') log.info({ role }, 'redis connection is back');
       states.set(connection, 'up');
+    };
+    connection.on('error', onError);
+    connection.on('ready', onReady);
+    detach.push(() => {
+      connection.off('error', onError);
+      connection.off('ready', onReady);
     });
   }
   subscriber.on('message', (from: string, message: string) => {
     if (from === channel) for (const listener of listeners) listener(message);
   });
-  // Queued until connected (this connection keeps its offline queue); ioredis resubscribes on
-  // reconnect. A failure is reported through the 'error' event.
   const subscribed = subscriber.subscribe(channel).then(() => undefined);
   subscribed.catch(() => {});
+
+  /**
+   * Every command fails fast: at once while the connection is not ready (also for a client
+   * you own, whatever its own options), and after `commandTimeoutMs` when Redis hangs.
+   */
+  async function command<T>(run: () => Promise<T>): Promise<T | undefined> {
+    if (!everReady) return undefined;
+    if (closed) throw new Error('the redis store is closed');
+    if (commands.status !== 'ready') throw new Error(`redis is ${commands.status}`);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        run(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`redis did not answer within ${commandTimeout} ms`)),
+            commandTimeout,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   return {
     name: 'redis',
     channel,
     async get(key) {
-      if (!everReady) return undefined;
-      return (await commands.get(keyPrefix + key)) ?? undefined;
+      return (await command(() => commands.get(keyPrefix + key))) ?? undefined;
     },
-    async set(key, value, ttlMs) {
-      if (!everReady) return;
-      await commands.set(keyPrefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+    async set(entries, ttlMs) {
+      const px = Math.max(1, Math.ceil(ttlMs));
+      await command(async () => {
+        // One MULTI, so the entries (an answer and its token-id link) appear together.
+        const tx = commands.multi();
+        for (const [key, value] of entries) tx.set(keyPrefix + key, value, 'PX', px);
+        await tx.exec();
+      });
     },
     async delete(key) {
-      if (!everReady) return;
-      await commands.del(keyPrefix + key);
+      await command(() => commands.del(keyPrefix + key));
     },
     async publish(message) {
-      if (!everReady) return;
-      await commands.publish(channel, message);
+      await command(() => commands.publish(channel, message));
     },
     async ready(timeoutMs = 5000) {
+      let timer: NodeJS.Timeout | undefined;
+      let onReady: (() => void) | undefined;
       const commandsReady = everReady
         ? Promise.resolve()
-        : new Promise<void>((resolve) => commands.once('ready', () => resolve()));
-      let timer: NodeJS.Timeout | undefined;
+        : new Promise<void>((resolve) => {
+            onReady = () => resolve();
+            commands.once('ready', onReady);
+          });
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`redis not ready within ${timeoutMs} ms`)),
@@ -147,6 +179,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         await Promise.race([Promise.all([commandsReady, subscribed]), timeout]);
       } finally {
         clearTimeout(timer);
+        if (onReady) commands.off('ready', onReady);
       }
     },
     subscribe(listener) {
@@ -157,8 +190,26 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       if (closed) return;
       closed = true;
       listeners.clear();
+      for (const off of detach) off();
       subscriber.disconnect();
       if (url !== undefined) commands.disconnect();
     },
   };
+}
+
+/** ioredis reads almost anything as a socket path; accept only real Redis URLs. */
+function assertRedisUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new M2MConfigError('url', 'must be a redis:// or rediss:// URL');
+  }
+  if (
+    (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') ||
+    !parsed.hostname ||
+    (parsed.port !== '' && !/^\d+$/.test(parsed.port))
+  ) {
+    throw new M2MConfigError('url', 'must be a redis:// or rediss:// URL');
+  }
 }

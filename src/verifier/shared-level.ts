@@ -52,10 +52,10 @@ export function createSharedLevel(store: SharedCacheStore, namespace: string, lo
 
     async set(key: string, entry: Entry, ttlMs: number): Promise<void> {
       if (ttlMs < 1) return;
-      await guarded(async () => {
-        await store.set(entryKey(key), JSON.stringify(entry), ttlMs);
-        if (entry.kind === 'valid') await store.set(idKey(entry.value.id), key, ttlMs);
-      });
+      const entries: [string, string][] = [[entryKey(key), JSON.stringify(entry)]];
+      // The token-id link travels with the answer, so a revocation by id always finds it.
+      if (entry.kind === 'valid') entries.push([idKey(entry.value.id), key]);
+      await guarded(() => store.set(entries, ttlMs));
     },
 
     /** The cache key of a token id's answer, from this level's links. */

@@ -8,8 +8,11 @@ export interface SharedCacheStore {
   /** A short name for logs, e.g. `redis`. */
   readonly name: string;
   get(key: string): Promise<string | undefined>;
-  /** Stores with an absolute time-to-live, set atomically with the value; reads never extend it. */
-  set(key: string, value: string, ttlMs: number): Promise<void>;
+  /**
+   * Stores every `[key, value]` together (all or none visible), each with the absolute
+   * time-to-live `ttlMs`, set atomically with the value; reads never extend it.
+   */
+  set(entries: ReadonlyArray<readonly [key: string, value: string]>, ttlMs: number): Promise<void>;
   delete(key: string): Promise<void>;
   /** Broadcasts an invalidation to every subscribed instance, this one included. */
   publish(message: string): Promise<void>;

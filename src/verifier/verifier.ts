@@ -78,6 +78,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const cacheConfig = config.cache === false ? undefined : config.cache;
 
   const pending = new Set<Promise<void>>();
+  /** Keys and token ids whose shared copies `invalidate()` is deleting right now. */
+  const invalidating = new Set<string>();
   /** Keeps background work (shared-store writes) tracked, so close() can wait for it. */
   function track(work: Promise<void>) {
     pending.add(work);
@@ -192,7 +194,9 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     if (shared) {
       const found = await shared.get(key);
       const at = now();
-      if (found && at < found.freshUntil) {
+      const dropped =
+        invalidating.has(key) || (found?.kind === 'valid' && invalidating.has(found.value.id));
+      if (found && !dropped && at < found.freshUntil) {
         stats.sharedHit();
         remember(key, found, at, false);
         return found;
@@ -358,13 +362,18 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       dropById(tokenOrTokenId);
       if (shared) {
         const id = tokenOrTokenId.startsWith('mt_') ? tokenOrTokenId : undefined;
+        // Until the shared copy is gone, a miss here must not read it back.
+        const marks = id === undefined ? [key] : [key, id];
+        for (const mark of marks) invalidating.add(mark);
         track(
           (async () => {
             const idKey = id === undefined ? undefined : await shared.keyOfId(id);
             await shared.delete(key, id);
             if (idKey !== undefined) await shared.delete(idKey, undefined);
             await shared.publish({ kind: 'invalidate', key, id });
-          })(),
+          })().finally(() => {
+            for (const mark of marks) invalidating.delete(mark);
+          }),
         );
       }
     },

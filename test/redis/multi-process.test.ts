@@ -1,0 +1,252 @@
+/**
+ * Replicas in separate processes (`fixtures/instance.ts` under tsx), sharing the Redis of
+ * `REDIS_URL`: an answer fetched by one serves the others, a revocation through one is refused
+ * by the others within a measured lag, and a replica started after the revocation refuses the
+ * token without asking Clerk.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import {
+  createM2MClient,
+  type M2MClient,
+  type M2MToken,
+  type VerifierStats,
+} from '../../src/index.js';
+import { REDIS_URL, redisSkipped } from './redis-env.js';
+import {
+  entryKeyOf,
+  percentile,
+  randomPrefix,
+  rawRedis,
+  sleep,
+  unknownToken,
+  waitFor,
+  waitForEntries,
+  waitForShared,
+} from './support.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(here, '..', '..');
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+const FIXTURE = join(here, 'fixtures', 'instance.ts');
+
+type Minted = M2MToken & { token: string };
+
+/** A replica in a child process, driven over stdin/stdout JSON lines. */
+interface Child {
+  call<T = unknown>(op: string, args?: Record<string, unknown>): Promise<T>;
+  verdict(token: string): Promise<string>;
+  stats(): Promise<VerifierStats>;
+  close(): Promise<void>;
+}
+
+async function spawnReplica(config: Record<string, unknown>): Promise<Child> {
+  const child: ChildProcess = spawn(TSX, [FIXTURE], {
+    cwd: ROOT,
+    env: { ...process.env, M2M_INSTANCE: JSON.stringify(config) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = once(child, 'exit');
+  child.stdin!.on('error', () => {}); // a write after it died fails its call, not the run
+  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  let nextId = 1;
+  let onReady: (() => void) | undefined;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const message = JSON.parse(line) as {
+      ready?: true;
+      id?: number;
+      result?: unknown;
+      error?: string;
+    };
+    if (message.ready) return onReady?.();
+    const waiter = pending.get(message.id!);
+    pending.delete(message.id!);
+    if (message.error !== undefined) waiter?.reject(new Error(message.error));
+    else waiter?.resolve(message.result);
+  });
+  child.on('exit', (code) => {
+    for (const waiter of pending.values()) {
+      waiter.reject(new Error(`replica exited (${code}): ${stderr}`));
+    }
+    pending.clear();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.stdin!.end(); // the replica exits when its stdin ends
+      reject(new Error(`replica did not start within 15 s:\n${stderr}`));
+    }, 15_000);
+    onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`replica exited (${code}) before it was ready:\n${stderr}`));
+    });
+  });
+
+  const call = <T>(op: string, args: Record<string, unknown> = {}) =>
+    new Promise<T>((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      child.stdin!.write(`${JSON.stringify({ id, op, ...args })}\n`);
+    });
+  return {
+    call,
+    verdict: async (token) => (await call<{ verdict: string }>('verify', { token })).verdict,
+    stats: () => call<VerifierStats>('stats'),
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      await call('close').catch(() => {});
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+describe.skipIf(redisSkipped())('replicas in separate processes', () => {
+  let emulator: Emulator;
+  let minter: M2MClient;
+  let keyPrefix: string;
+  let a: Child;
+  let b: Child;
+  let raw: Redis;
+  /** The replicas verify with the instance key: this is how they name their namespace. */
+  let identity: Pick<M2MClient, 'verifyIdentity'>;
+  const extra: Child[] = [];
+
+  const config = () => ({
+    apiUrl: emulator.url,
+    secretKey: emulator.instanceSecretKey,
+    redisUrl: REDIS_URL!,
+    keyPrefix,
+  });
+  const mint = () => minter.createToken() as Promise<Minted>;
+  /** Waits for the background write of a good answer, so the next replica reads it. */
+  const shared = (tokenId: string) => waitForShared(raw, keyPrefix, identity, tokenId);
+
+  beforeAll(async () => {
+    emulator = await startEmulator();
+    minter = createM2MClient({
+      apiUrl: emulator.url,
+      machineSecretKey: emulator.machines.caller!.secretKey,
+      retry: false,
+    });
+    keyPrefix = randomPrefix();
+    raw = rawRedis(REDIS_URL!);
+    const probe = createM2MClient({ apiUrl: emulator.url, secretKey: emulator.instanceSecretKey });
+    identity = { verifyIdentity: probe.verifyIdentity };
+    await probe.close();
+    [a, b] = await Promise.all([spawnReplica(config()), spawnReplica(config())]);
+  }, 30_000);
+  afterEach(async () => {
+    for (const child of extra.splice(0)) await child.close();
+  });
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    raw?.disconnect();
+    await minter?.close();
+    await emulator?.close();
+  });
+
+  it('serves an answer fetched by one process to another without asking Clerk', async () => {
+    const t = await mint();
+    const before = emulator.calls.verify;
+    const statsBefore = await b.stats();
+    expect(await a.verdict(t.token)).toBe('valid');
+    await shared(t.id);
+    expect(await b.verdict(t.token)).toBe('valid');
+    expect(emulator.calls.verify - before).toBe(1);
+    const statsAfter = await b.stats();
+    expect(statsAfter.sharedHits - statsBefore.sharedHits).toBe(1);
+    expect(statsAfter.upstreamCalls - statsBefore.upstreamCalls).toBe(0);
+
+    const bogus = unknownToken();
+    expect(await a.verdict(bogus)).toBe('unknown');
+    await waitForEntries(raw, keyPrefix, 2);
+    expect(await b.verdict(bogus)).toBe('unknown');
+    expect(emulator.calls.verify - before).toBe(2);
+  });
+
+  it('makes the other process refuse a revoked token within a bounded lag (20 revocations)', async () => {
+    const lags: number[] = [];
+    const verifyBefore = emulator.calls.verify;
+    const received = (await b.stats()).invalidationsReceived;
+    for (let i = 0; i < 20; i++) {
+      const t = await mint();
+      expect(await a.verdict(t.token)).toBe('valid');
+      await shared(t.id);
+      expect(await b.verdict(t.token)).toBe('valid');
+      // B polls its own verifier on every turn of its event loop until it refuses.
+      const refused = b.call<{ at: number; verdict: string; acceptedAtStart: boolean }>(
+        'waitRefused',
+        { token: t.token, timeoutMs: 3000 },
+      );
+      await sleep(10);
+      const { at: revokedAt } = await a.call<{ at: number }>('revoke', { tokenId: t.id });
+      const outcome = await refused;
+      expect(outcome.acceptedAtStart).toBe(true);
+      expect(outcome.verdict).toBe('revoked');
+      lags.push(Math.max(0, outcome.at - revokedAt));
+    }
+    const p50 = percentile(lags, 50);
+    const max = Math.max(...lags);
+    console.log(
+      `revocation lag, revokeToken() resolved in process A -> refused in process B, over ` +
+        `${lags.length} revocations on loopback: p50 ${p50.toFixed(2)} ms, max ${max.toFixed(2)} ms`,
+    );
+    expect(max).toBeLessThan(1000);
+    // Each token cost one Clerk call (A's); B was served by Redis, then refused from Redis.
+    expect(emulator.calls.verify - verifyBefore).toBe(20);
+    expect((await b.stats()).invalidationsReceived - received).toBe(20);
+  });
+
+  it('makes a process started after the revocation refuse the token without asking Clerk', async () => {
+    const t = await mint();
+    expect(await a.verdict(t.token)).toBe('valid');
+    await shared(t.id);
+    const entryKey = (await entryKeyOf(raw, keyPrefix, identity, t.id))!;
+    await a.call('revoke', { tokenId: t.id });
+    expect(await a.verdict(t.token)).toBe('revoked');
+    await waitFor(
+      async () => (await raw.get(entryKey))?.includes('"revoked"') === true,
+      2000,
+      'the shared "revoked" answer',
+    );
+    const before = emulator.calls.verify;
+
+    const late = await spawnReplica(config());
+    extra.push(late);
+    expect(await late.verdict(t.token)).toBe('revoked');
+    expect(emulator.calls.verify).toBe(before);
+    expect(await late.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 0 });
+  }, 30_000);
+
+  it('drops the answer in the other process when one invalidates the token', async () => {
+    const t = await mint();
+    expect(await a.verdict(t.token)).toBe('valid');
+    await shared(t.id);
+    expect(await b.verdict(t.token)).toBe('valid');
+    const before = emulator.calls.verify;
+    const received = (await b.stats()).invalidationsReceived;
+    await a.call('invalidate', { token: t.token });
+    const deadline = Date.now() + 1000;
+    while ((await b.stats()).invalidationsReceived === received && Date.now() < deadline) {
+      await sleep(5);
+    }
+    expect((await b.stats()).invalidationsReceived).toBe(received + 1);
+    expect(await b.verdict(t.token)).toBe('valid');
+    expect(emulator.calls.verify - before).toBe(1); // B asked Clerk again
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * Throwaway `redis-server` processes, for the tests that stop, hang or restart Redis mid-run
+ * (the shared `REDIS_URL` server is never touched). No persistence, loopback only.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+
+/** True when `redis-server` is on PATH. */
+export const HAS_REDIS_SERVER =
+  spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/** A TCP port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+export interface ThrowawayRedis {
+  readonly port: number;
+  readonly url: string;
+  /** Kills the server (SIGKILL): connections drop at once, as in a crash. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections but answers nothing (a hung Redis). */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
+  /** Stops it for good. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Servers still running: killed if the worker exits before the tests close them. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  }
+});
+
+async function launch(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      tmpdir(),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`redis-server on port ${port} did not start:\n${output}`));
+    }, 5000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server on port ${port} exited (${code}):\n${output}`));
+    });
+  });
+  // Keep draining its output so it never blocks on a full pipe.
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return child;
+}
+
+async function kill(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGCONT');
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Starts a redis-server on `port` (default: a free one); resolves once it accepts connections. */
+export async function startRedisServer(port?: number): Promise<ThrowawayRedis> {
+  const chosen = port ?? (await freePort());
+  let child: ChildProcess | undefined = await launch(chosen);
+  return {
+    port: chosen,
+    url: `redis://127.0.0.1:${chosen}`,
+    async stop() {
+      await kill(child);
+      child = undefined;
+    },
+    async restart() {
+      await kill(child);
+      child = await launch(chosen);
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
+    async close() {
+      await kill(child);
+      child = undefined;
+    },
+  };
+}
