@@ -213,14 +213,17 @@ function interpret(
     code,
     message: `Clerk API answered ${status} ${code}${first ? `: ${first.message}` : ''}`,
     errors,
-    clerkTraceId: traceIdOf(typeof traceId === 'string' ? traceId : headers['cf-ray']),
+    clerkTraceId: traceIdOf(typeof traceId === 'string' ? traceId : headers['cf-ray'], secrets),
     retryAfter: parseRetryAfter(headers['retry-after'], Date.now()),
   });
 }
 
 /** A trace id is an opaque label: kept only when it looks like one, so it cannot carry a secret. */
-function traceIdOf(value: unknown): string | undefined {
-  return typeof value === 'string' && /^[A-Za-z0-9_-]{1,100}$/.test(value) ? value : undefined;
+function traceIdOf(value: unknown, secrets: readonly string[]): string | undefined {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(value)) return undefined;
+  return secrets.some((secret) => secret && (value.includes(secret) || secret.includes(value)))
+    ? undefined
+    : value;
 }
 
 /** Reads Clerk's `errors` array defensively, redacting anything that looks like our secrets. */

@@ -76,5 +76,25 @@ export function parseJsonObject(
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw malformedBody('The request body must be a JSON object.');
   }
+  if (depthOf(parsed) > MAX_JSON_DEPTH) {
+    throw malformedBody(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels.`);
+  }
   return parsed as Record<string, unknown>;
+}
+
+/** Deeper JSON is refused: cloning, comparing and serialising it would exhaust the stack. */
+export const MAX_JSON_DEPTH = 64;
+
+/** The nesting depth of a parsed JSON value, measured without recursion. */
+function depthOf(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }

@@ -33,8 +33,17 @@ const OWN_KEYS = [
   'passErrors',
 ];
 
+/**
+ * A CORS preflight for a request that will carry credentials: `OPTIONS` with
+ * `Access-Control-Request-Method` and `authorization` among `Access-Control-Request-Headers`
+ * (as express-jwt has it). Any other OPTIONS request is authenticated like the rest.
+ */
 export function isPreflight(req: IncomingMessage): boolean {
-  return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+  if (req.method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) {
+    return false;
+  }
+  const asked = req.headers['access-control-request-headers'];
+  return typeof asked === 'string' && /(^|[\s,])authorization($|[\s,])/i.test(asked);
 }
 
 /**

@@ -11,6 +11,8 @@ export interface CircuitBreaker {
   success(): void;
   failure(): void;
   readonly state: BreakerState;
+  /** How long until an open breaker lets a trial call through (0 when it would now). */
+  retryInMs(): number;
 }
 
 export function createBreaker(
@@ -33,6 +35,9 @@ export function createBreaker(
     get state() {
       if (state === 'open' && now() - openedAt >= cooldownMs) return 'half-open';
       return state;
+    },
+    retryInMs() {
+      return state === 'open' ? Math.max(0, cooldownMs - (now() - openedAt)) : 0;
     },
     allow() {
       if (failures === 0 || state === 'closed') return true;

@@ -7,6 +7,7 @@ import {
 } from '../client/index.js';
 import { deepFreeze } from '../shared/freeze.js';
 import { fingerprint } from '../shared/redact.js';
+import { TOKEN_ID_PATTERN } from '../shared/wire.js';
 import { createBreaker } from './breaker.js';
 import { createCacheKeyer } from './cache-key.js';
 import type { Entry } from './entry.js';
@@ -78,6 +79,9 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const cacheConfig = config.cache === false ? undefined : config.cache;
 
   const pending = new Set<Promise<void>>();
+  // With only a jwtKey, opaque tokens cannot be checked at all: they are refused, not "unavailable".
+  const canVerifyOpaque = client.verifyIdentity !== 'none';
+  let warnedOpaque = false;
   /** Keys and token ids whose shared copies `invalidate()` is deleting right now. */
   const invalidating = new Set<string>();
   /** Keeps background work (shared-store writes) tracked, so close() can wait for it. */
@@ -125,9 +129,33 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const unsubscribeShared = shared?.subscribe((message: Invalidation) => {
     stats.invalidationReceived();
     if (message.kind === 'revoke' && message.id !== undefined) revokedIds.set(message.id, true);
-    if (message.key !== undefined) cache?.delete(message.key);
-    if (message.id !== undefined) dropById(message.id);
+    dropLocally(message.key, message.id);
   });
+
+  /**
+   * Invalidations are numbered, so an upstream answer that was asked for before one arrived is
+   * not kept afterwards: the answer in flight may be exactly what was invalidated.
+   */
+  let generation = 0;
+  const invalidatedAt = new LRUCache<string, number>({ max: MAX_REVOKED_IDS });
+  function dropLocally(key: string | undefined, id: string | undefined) {
+    generation++;
+    if (key !== undefined) {
+      invalidatedAt.set(key, generation);
+      cache?.delete(key);
+    }
+    if (id !== undefined) {
+      invalidatedAt.set(id, generation);
+      dropById(id);
+    }
+  }
+  function invalidatedSince(since: number, key: string, id?: string): boolean {
+    if (generation === since) return false;
+    return (
+      (invalidatedAt.get(key) ?? 0) > since ||
+      (id !== undefined && (invalidatedAt.get(id) ?? 0) > since)
+    );
+  }
 
   function dropById(id: string) {
     const key = keyById.get(id);
@@ -213,8 +241,14 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     previous: Entry | undefined,
   ): Promise<Entry> {
     const started = now();
+    const asked = generation;
     if (!breaker.allow()) {
-      return staleOr(previous, started, new VerifierUnavailableError('circuit_open'));
+      const retryAfter = Math.max(1, Math.ceil(breaker.retryInMs() / 1000));
+      return staleOr(
+        previous,
+        started,
+        new VerifierUnavailableError('circuit_open', { retryAfter }),
+      );
     }
     const t0 = performance.now();
     let answer: M2MToken;
@@ -243,7 +277,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
           subject: was?.subject,
           freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
         };
-        if (err instanceof NotFoundError) remember(key, entry, at);
+        if (err instanceof NotFoundError && !invalidatedSince(asked, key)) remember(key, entry, at);
         if (was) keyById.delete(was.id);
         return entry;
       }
@@ -283,7 +317,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       value.expiration ?? Number.POSITIVE_INFINITY,
     );
     const entry: Entry = { kind: 'valid', value, freshUntil, staleUntil };
-    if (!(revokedIds.size > 0 && revokedIds.has(value.id))) remember(key, entry, at);
+    const revoked = revokedIds.size > 0 && revokedIds.has(value.id);
+    if (!revoked && !invalidatedSince(asked, key, value.id)) remember(key, entry, at);
     return entry;
   }
 
@@ -333,8 +368,18 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   return {
     async verify(token, { signal } = {}) {
+      signal?.throwIfAborted(); // a caller who gave up costs no billed request
       const opaque = isOpaqueM2MToken(token);
       if (!opaque && !isJwtShaped(token)) throw new InvalidTokenError('malformed');
+      if (opaque && !canVerifyOpaque) {
+        if (!warnedOpaque) {
+          warnedOpaque = true;
+          log.warn(
+            'an opaque M2M token was refused: set machineSecretKey or secretKey to verify them',
+          );
+        }
+        throw new InvalidTokenError('unknown');
+      }
       const key = keyOf(token);
       const at = now();
       const cached = cache?.get(key);
@@ -358,10 +403,10 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     invalidate(tokenOrTokenId) {
       if (typeof tokenOrTokenId !== 'string' || tokenOrTokenId === '') return;
       const key = keyOf(tokenOrTokenId);
-      cache?.delete(key);
-      dropById(tokenOrTokenId);
+      // A token id is remembered as such; a token string never is (only its keyed hash).
+      dropLocally(key, TOKEN_ID_PATTERN.test(tokenOrTokenId) ? tokenOrTokenId : undefined);
       if (shared) {
-        const id = tokenOrTokenId.startsWith('mt_') ? tokenOrTokenId : undefined;
+        const id = TOKEN_ID_PATTERN.test(tokenOrTokenId) ? tokenOrTokenId : undefined;
         // Until the shared copy is gone, a miss here must not read it back.
         const marks = id === undefined ? [key] : [key, id];
         for (const mark of marks) invalidating.add(mark);
