@@ -320,7 +320,8 @@ describe('guards in general', () => {
     const res = await request(app)
       .options('/')
       .set('Origin', 'https://example.test')
-      .set('Access-Control-Request-Method', 'GET');
+      .set('Access-Control-Request-Method', 'GET')
+      .set('Access-Control-Request-Headers', 'content-type, authorization');
     expect(res.status).toBe(200);
     expect(seen).toEqual([undefined]);
   });
@@ -330,7 +331,8 @@ describe('guards in general', () => {
     const res = await request(app)
       .options('/')
       .set('Origin', 'https://example.test')
-      .set('Access-Control-Request-Method', 'GET');
+      .set('Access-Control-Request-Method', 'GET')
+      .set('Access-Control-Request-Headers', 'content-type, authorization');
     expectRefusal(res, REFUSAL.missing);
     expect(seen).toHaveLength(0);
   });

@@ -387,7 +387,8 @@ describe('req.m2m after success', () => {
     const res = await request(app)
       .options('/')
       .set('Origin', 'https://example.test')
-      .set('Access-Control-Request-Method', 'GET');
+      .set('Access-Control-Request-Method', 'GET')
+      .set('Access-Control-Request-Headers', 'content-type, authorization');
     expect(res.status).toBe(200);
     expect(seen).toEqual([undefined]);
   });
@@ -521,7 +522,11 @@ describe('Clerk unavailable → 503, never 401, never a pass', () => {
       expectRefusal(await get(app, `Bearer ${(await fx.mint()).token}`), REFUSAL.unavailable);
     }
     const minted = await fx.mint();
-    expectRefusal(await get(app, `Bearer ${minted.token}`), REFUSAL.unavailable);
+    // Open: the rest of the cooldown is the Retry-After.
+    expectRefusal(await get(app, `Bearer ${minted.token}`), {
+      ...REFUSAL.unavailable,
+      retryAfter: '60',
+    });
     expect(fx.emu.calls.verify).toBe(2);
     expect(seen).toHaveLength(0);
   });
@@ -568,7 +573,8 @@ describe('CORS preflight', () => {
     request(app)
       .options('/')
       .set('Origin', 'https://example.test')
-      .set('Access-Control-Request-Method', 'GET');
+      .set('Access-Control-Request-Method', 'GET')
+      .set('Access-Control-Request-Headers', 'content-type, authorization');
 
   it('passes to the next handler without a token by default, and Clerk is not asked', async () => {
     const { app, seen } = mount([protect()]);
@@ -581,6 +587,17 @@ describe('CORS preflight', () => {
   it('is refused 401 with skipPreflight: false', async () => {
     const { app, seen } = mount([protect({ skipPreflight: false })]);
     expectRefusal(await preflight(app), REFUSAL.missing);
+    expect(seen).toHaveLength(0);
+  });
+
+  it('a preflight that does not ask to send Authorization is authenticated like any request', async () => {
+    const { app, seen } = mount([protect()]);
+    const res = await request(app)
+      .options('/')
+      .set('Origin', 'https://example.test')
+      .set('Access-Control-Request-Method', 'GET')
+      .set('Access-Control-Request-Headers', 'content-type');
+    expectRefusal(res, REFUSAL.missing);
     expect(seen).toHaveLength(0);
   });
 
