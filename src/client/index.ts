@@ -16,7 +16,12 @@ export {
   RateLimitError,
   ServerError,
 } from './errors.js';
-export { DEFAULT_API_URL, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS } from './options.js';
+export {
+  CLIENT_OPTION_KEYS,
+  DEFAULT_API_URL,
+  DEFAULT_RETRY,
+  DEFAULT_TIMEOUT_MS,
+} from './options.js';
 export type {
   CallOptions,
   CreateTokenParams,

@@ -31,7 +31,8 @@ export const DEFAULT_RETRY: Required<RetryOptions> = {
   maxDelayMs: 2000,
 };
 
-const KNOWN = [
+/** Every option of `createM2MClient()`; the verifier accepts them too, to build its client. */
+export const CLIENT_OPTION_KEYS = [
   'apiUrl',
   'apiVersion',
   'machineSecretKey',
@@ -103,7 +104,7 @@ export function parseClientOptions(
   env: NodeJS.ProcessEnv = process.env,
 ): ClientConfig {
   const options = optionsObject<M2MClientOptions>(input, 'options');
-  assertKnownKeys(options, KNOWN);
+  assertKnownKeys(options, CLIENT_OPTION_KEYS);
   const dispatcher = options.dispatcher;
   if (dispatcher !== undefined && typeof (dispatcher as Dispatcher)?.request !== 'function') {
     throw new M2MConfigError('dispatcher', 'must be an undici Dispatcher');

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createM2MClient, type M2MClient } from '../client/index.js';
+import { CLIENT_OPTION_KEYS, createM2MClient, type M2MClient } from '../client/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import {
@@ -29,16 +29,10 @@ export const DEFAULT_BREAKER = { failures: 5, cooldownMs: 5_000 };
 export const DEFAULT_CLOCK_SKEW_MS = 5_000;
 export const DEFAULT_JWKS_REFRESH_MIN_MS = 30_000;
 
-const CLIENT_KEYS = [
-  'apiUrl',
-  'apiVersion',
-  'machineSecretKey',
-  'secretKey',
-  'timeoutMs',
-  'retry',
-  'dispatcher',
-  'userAgent',
-] as const;
+/** The client's options, taken here to build a client; `logger` is the verifier's own. */
+const CLIENT_KEYS = CLIENT_OPTION_KEYS.filter(
+  (key): key is Exclude<(typeof CLIENT_OPTION_KEYS)[number], 'logger'> => key !== 'logger',
+);
 const VERIFIER_KEYS = [
   'client',
   'machineId',
