@@ -1,9 +1,14 @@
-/** Child processes of the benchmark: the server under test and the cold-start check. */
+/**
+ * Child processes of the benchmark: the server under test, the load generators of a split
+ * load, and the cold-start check.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ColdStartResult } from './cold-start.js';
+import type { LoadOptions, LoadResult } from './load.js';
+import type { LoadChildMessage, LoadChildRequest } from './load-child.js';
 import type { ServerKind } from './scenarios.js';
 import type { ServerStats } from './server.js';
 
@@ -86,6 +91,58 @@ export async function startServer(
       });
       child.send({ type: 'stats' });
       return withTimeout(answer, 5000, `server ${kind} stats`);
+    },
+    stop: () => stop(child),
+  };
+}
+
+export interface LoadProcess {
+  /** Runs one load (`runLoad()`) in the child; resolves with its result. */
+  run(options: LoadOptions): Promise<LoadResult>;
+  stop(): Promise<void>;
+}
+
+/** Spawns `bench/load-child.ts` and resolves once it has loaded (autocannon included). */
+export async function startLoadProcess(timeoutMs = 30_000): Promise<LoadProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/load-child.ts'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    child.on('message', (msg: LoadChildMessage) => {
+      if (msg?.type === 'ready') resolve();
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      reject(new Error(`load process exited before it was ready (code ${code}, ${signal})`));
+    });
+  });
+  try {
+    await withTimeout(ready, timeoutMs, 'load process start');
+  } catch (err) {
+    await stop(child);
+    throw err;
+  }
+  return {
+    run(options) {
+      if (exited(child)) return Promise.reject(new Error('load process died'));
+      const answer = new Promise<LoadResult>((resolve, reject) => {
+        const onExit = (code: number | null, signal: string | null) => {
+          reject(new Error(`load process exited during its run (code ${code}, ${signal})`));
+        };
+        const onMessage = (msg: LoadChildMessage) => {
+          if (msg?.type !== 'result' && msg?.type !== 'error') return;
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          if (msg.type === 'result') resolve(msg.result);
+          else reject(new Error(`load process: ${msg.message}`));
+        };
+        child.on('message', onMessage);
+        child.once('exit', onExit);
+      });
+      child.send({ type: 'run', options } satisfies LoadChildRequest);
+      // autocannon's own request timeout is 10 s; leave room for its set-up as well.
+      return withTimeout(answer, options.durationSec * 1000 + 60_000, 'load process run');
     },
     stop: () => stop(child),
   };

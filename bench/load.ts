@@ -9,10 +9,22 @@ export interface LoadOptions {
   durationSec: number;
   /** Cycled through the Authorization header, one per request; empty sends none. */
   tokens: readonly string[];
+  /**
+   * This run is part `part` (from 0) of `parts` runs in parallel that together make one load
+   * (one run per server instance): the connections of all parts share one staggering, as if a
+   * single run's connections were dealt out to the instances in turn. Default: the whole load.
+   */
+  split?: { part: number; parts: number };
 }
 
 export interface LoadResult {
+  /** Seconds the load ran, without {@link LoadResult.setupSec}: the window the rates are over. */
   durationSec: number;
+  /**
+   * Seconds autocannon spent building its requests (every token's, for every connection)
+   * before its first one, its event loop blocked: reported, not counted in the window.
+   */
+  setupSec: number;
   /** Completed requests, whatever their status. */
   requests: number;
   /** Requests written, including those still in flight when the window closed. */
@@ -43,35 +55,52 @@ function requestsFor(tokens: readonly string[]): AutocannonRequest[] {
  * Every connection would start the rotation at the first token and move in lockstep, so a slow
  * run would only ever use the first few tokens: start each one at its own offset instead.
  */
-function staggered(requests: AutocannonRequest[], connections: number) {
+function staggered(
+  requests: AutocannonRequest[],
+  connections: number,
+  { part, parts }: { part: number; parts: number },
+) {
   if (requests.length < 2) return undefined;
-  const stride = Math.max(1, Math.floor(requests.length / connections));
+  // Connection n of part p is connection n * parts + p of the whole load.
+  const stride = Math.max(1, Math.floor(requests.length / (connections * parts)));
   let created = 0;
   return (client: AutocannonClient) => {
-    const offset = (created++ * stride) % requests.length;
+    const offset = ((created++ * parts + part) * stride) % requests.length;
     client.setRequests([...requests.slice(offset), ...requests.slice(0, offset)]);
   };
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const rotation = requestsFor(options.tokens);
-  const result = await autocannon({
+  const setupClient = staggered(
+    rotation,
+    options.connections,
+    options.split ?? { part: 0, parts: 1 },
+  );
+  // autocannon builds every request of every connection synchronously, inside this call and
+  // before its duration timer starts, but counts that time in `duration`. With the rotation
+  // set by setupClient, the default requests are only its first one (else built twice).
+  const started = performance.now();
+  const run = autocannon({
     url: options.origin,
     connections: options.connections,
     duration: options.durationSec,
     // Stop within 100 ms of the duration instead of at the next whole second.
     sampleInt: 100,
     timeout: 10,
-    requests: rotation,
-    setupClient: staggered(rotation, options.connections),
+    requests: setupClient ? rotation.slice(0, 1) : rotation,
+    setupClient,
   });
-  const durationSec = result.duration;
+  const setupSec = Math.round(performance.now() - started) / 1000;
+  const result = await run;
+  const durationSec = Math.max(Math.round((result.duration - setupSec) * 1000) / 1000, 0.001);
   const requests = result.requests.total;
   const statusCodes = Object.fromEntries(
     Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count]),
   );
   return {
     durationSec,
+    setupSec,
     requests,
     sent: result.requests.sent,
     ok2xx: result['2xx'],
@@ -83,5 +112,36 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     p99Ms: result.latency.p99,
     reqPerSec2xx: durationSec > 0 ? result['2xx'] / durationSec : 0,
     reqPerSecTotal: durationSec > 0 ? requests / durationSec : 0,
+  };
+}
+
+/**
+ * Parallel runs (one per instance) as one load: counts and rates add up, the latency
+ * percentiles are the worse of the runs' (percentiles of separate runs cannot be merged).
+ */
+export function combineLoads(parts: readonly LoadResult[]): LoadResult {
+  if (parts.length === 1) return parts[0]!;
+  const sum = (pick: (r: LoadResult) => number) => parts.reduce((n, r) => n + pick(r), 0);
+  const max = (pick: (r: LoadResult) => number) => Math.max(...parts.map(pick));
+  const statusCodes: Record<string, number> = {};
+  for (const part of parts) {
+    for (const [code, count] of Object.entries(part.statusCodes)) {
+      statusCodes[code] = (statusCodes[code] ?? 0) + count;
+    }
+  }
+  return {
+    durationSec: max((r) => r.durationSec),
+    setupSec: max((r) => r.setupSec),
+    requests: sum((r) => r.requests),
+    sent: sum((r) => r.sent),
+    ok2xx: sum((r) => r.ok2xx),
+    non2xx: sum((r) => r.non2xx),
+    errors: sum((r) => r.errors),
+    timeouts: sum((r) => r.timeouts),
+    statusCodes,
+    p50Ms: max((r) => r.p50Ms),
+    p99Ms: max((r) => r.p99Ms),
+    reqPerSec2xx: sum((r) => r.reqPerSec2xx),
+    reqPerSecTotal: sum((r) => r.reqPerSecTotal),
   };
 }

@@ -7,9 +7,16 @@
  * Options: --latency <ms> (25) --connections <n> (50) --duration <s> (10) --warmup <s> (2)
  *          --quick (duration 1 s, warm-up 0.5 s) --only <name,…> (scenarios and/or cold-start)
  *          --json
+ * Environment: REDIS_URL, the Redis server of scenario `two-instances-redis` (skipped without
+ * it, which is no failure); its keys go under a prefix unique to the run.
+ *
+ * Scenarios with several instances start that many server processes of the same kind and split
+ * the load between them (one autocannon run each, in parallel, half the connections each); their
+ * figures are combined (rates added, the worse latency percentiles).
  * Exits 1 when the harness fails (a server that does not start, a scenario without a single
  * successful request, a failed cold-start check); never because of a figure.
  */
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -18,9 +25,16 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { type Emulator, startEmulator } from '../src/emulator/index.js';
 import { createM2MClient, type M2MClient } from '../src/index.js';
-import { ROOT, runColdStartChild, startServer } from './child.js';
+import {
+  type LoadProcess,
+  ROOT,
+  runColdStartChild,
+  type ServerProcess,
+  startLoadProcess,
+  startServer,
+} from './child.js';
 import type { ColdStartResult } from './cold-start.js';
-import { runLoad } from './load.js';
+import { combineLoads, type LoadOptions, type LoadResult, runLoad } from './load.js';
 import {
   COLD_START,
   fakePublishableKey,
@@ -29,7 +43,7 @@ import {
   SCENARIOS,
   type Scenario,
 } from './scenarios.js';
-import { type MeasuredScenario, markdownTable, round, withRatios } from './table.js';
+import { fmt, type MeasuredScenario, markdownTable, round, withRatios } from './table.js';
 
 interface Options {
   latencyMs: number;
@@ -40,6 +54,22 @@ interface Options {
   only: string[] | null;
   json: boolean;
 }
+
+/** What every scenario of one run shares beyond the options. */
+interface RunContext {
+  /** `REDIS_URL`, when set. */
+  redisUrl: string | undefined;
+  /** Unique to this run: the Redis key prefix, so no earlier run's answers are found. */
+  redisPrefix: string;
+}
+
+interface Skipped {
+  name: string;
+  reason: string;
+}
+
+const SEPARATE = 'two-instances-separate';
+const SHARED = 'two-instances-redis';
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
@@ -82,11 +112,15 @@ function parseOptions(argv: string[]): Options {
 }
 
 /** Mints `count` tokens with the caller machine's key (at 0 latency: setup, not measured). */
-async function mint(minter: M2MClient, count: number): Promise<string[]> {
+async function mint(
+  minter: M2MClient,
+  count: number,
+  tokenFormat: 'opaque' | 'jwt',
+): Promise<string[]> {
   const tokens: string[] = [];
   let left = count;
   const worker = async () => {
-    while (left-- > 0) tokens.push((await minter.createToken()).token);
+    while (left-- > 0) tokens.push((await minter.createToken({ tokenFormat })).token);
   };
   await Promise.all(Array.from({ length: Math.min(count, 50) }, worker));
   return tokens;
@@ -115,47 +149,152 @@ async function touch(origin: string, tokens: readonly string[]): Promise<void> {
   }
 }
 
+/** Starts `count` children at once; all or none (the started ones are stopped on a failure). */
+async function startAll<T extends { stop(): Promise<void> }>(
+  count: number,
+  start: () => Promise<T>,
+): Promise<T[]> {
+  const started = await Promise.allSettled(Array.from({ length: count }, start));
+  const children = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(children.map((child) => child.stop()));
+    throw failed.reason;
+  }
+  return children;
+}
+
+/** The connections of part `part` when `total` are split in `parts`: as even as can be. */
+function share(total: number, parts: number, part: number): number {
+  return Math.max(1, Math.floor(total / parts) + (part < total % parts ? 1 : 0));
+}
+
+/** Drives the servers of a scenario: one load, split between them. */
+interface Loader {
+  /** One autocannon run per server, all at once; one result per server. */
+  run(durationSec: number): Promise<LoadResult[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * One server: autocannon in this process, as ever. Several: one load process per server, so
+ * that the runs start together (autocannon blocks its event loop while it builds its requests:
+ * in one process, the second run's set-up would eat into the first one's window) and none
+ * stalls the emulator, which answers from this process's event loop.
+ */
+async function openLoader(
+  servers: readonly ServerProcess[],
+  tokens: readonly string[],
+  connections: number,
+): Promise<Loader> {
+  const parts = servers.length;
+  const optionsFor = (part: number, durationSec: number): LoadOptions => ({
+    origin: servers[part]!.origin,
+    connections: share(connections, parts, part),
+    durationSec,
+    tokens,
+    split: { part, parts },
+  });
+  if (parts === 1) {
+    return {
+      run: async (durationSec) => [await runLoad(optionsFor(0, durationSec))],
+      close: async () => {},
+    };
+  }
+  const generators: LoadProcess[] = await startAll(parts, () => startLoadProcess());
+  return {
+    run: (durationSec) =>
+      Promise.all(
+        generators.map((generator, part) => generator.run(optionsFor(part, durationSec))),
+      ),
+    close: async () => {
+      await Promise.all(generators.map((generator) => generator.stop()));
+    },
+  };
+}
+
 async function runScenario(
   scenario: Scenario,
   emulator: Emulator,
   minter: M2MClient,
   options: Options,
+  context: RunContext,
 ): Promise<MeasuredScenario> {
   emulator.reset(); // tokens, counters, rate limit
   emulator.setLatency(0);
-  const tokens = await mint(minter, scenario.tokens);
+  const tokens = await mint(minter, scenario.tokens, scenario.tokenFormat ?? 'opaque');
   emulator.setLatency(options.latencyMs);
-  const server = await startServer(scenario.server, {
+  const instances = scenario.instances ?? 1;
+  const env: Record<string, string> = {
     BENCH_API_URL: emulator.url,
     BENCH_SECRET_KEY: emulator.instanceSecretKey,
     BENCH_MACHINE_SECRET_KEY: emulator.machines.api!.secretKey,
+    BENCH_API_MACHINE_ID: emulator.machines.api!.id,
     BENCH_PUBLISHABLE_KEY: fakePublishableKey(),
+    // A key from the shell would replace the emulator's JWKS (and refuse its tokens).
+    CLERK_JWT_KEY: '',
     CLERK_TELEMETRY_DISABLED: '1',
     NODE_ENV: 'production',
-  });
+  };
+  if (scenario.needsRedis) {
+    if (!context.redisUrl) throw new Error('REDIS_URL is not set');
+    env.BENCH_REDIS_URL = context.redisUrl;
+    env.BENCH_REDIS_PREFIX = context.redisPrefix;
+  }
+  const jwksAtStart = emulator.calls.jwks;
+  const servers = await startAll(instances, () => startServer(scenario.server, env));
+  let loader: Loader | undefined;
   try {
-    const touchStarted = performance.now();
-    await touch(server.origin, tokens);
-    const touchSec = round((performance.now() - touchStarted) / 1000, 2);
-    // Past the cache's 10 s default TTL, the first tokens are cold again when measuring starts.
-    log(`  ${Math.max(tokens.length, 1)} warming request(s) answered 200 in ${touchSec} s`);
-    const load = { origin: server.origin, connections: options.connections, tokens };
-    if (options.warmupSec > 0) {
-      await runLoad({ ...load, durationSec: options.warmupSec });
-      // Let the requests the warm-up left in flight finish outside the measured window.
-      await setTimeout(250);
+    loader = await openLoader(servers, tokens, options.connections);
+    let touchSec: number | null = null;
+    if (scenario.cold) {
+      log(`  ${instances} instance(s), no warming request, no warm-up: every cache starts empty`);
+    } else {
+      const touchStarted = performance.now();
+      for (const server of servers) await touch(server.origin, tokens);
+      touchSec = round((performance.now() - touchStarted) / 1000, 2);
+      // Past the cache's 10 s default TTL, the first tokens are cold again when measuring starts.
+      log(`  ${Math.max(tokens.length, 1)} warming request(s) answered 200 in ${touchSec} s`);
+      if (options.warmupSec > 0) {
+        await loader.run(options.warmupSec);
+        // Let the requests the warm-up left in flight finish outside the measured window.
+        await setTimeout(250);
+      }
     }
     // A fresh rate-limit window starts with the measured one.
     if (scenario.rateLimit) emulator.setRateLimit(PRODUCTION_RATE_LIMIT);
-    const before = emulator.calls.verify;
-    const result = await runLoad({ ...load, durationSec: options.durationSec });
-    const upstreamCalls = emulator.calls.verify - before;
-    const stats = await server.stats();
-    // Kept in the table with its figures, and failed: every scenario expects successes.
+    const before = { ...emulator.calls };
+    const parts = await loader.run(options.durationSec);
+    const upstreamCalls = emulator.calls.verify - before.verify;
+    const windowJwksCalls = emulator.calls.jwks - before.jwks;
+    const jwksCalls = emulator.calls.jwks - jwksAtStart;
+    const result = combineLoads(parts);
+    const stats = await Promise.all(servers.map((server) => server.stats()));
+    const peaks = stats.map((s) => round(s.peakRssBytes / 2 ** 20));
+    const notes: string[] = [];
+    if (scenario.tokenFormat === 'jwt') {
+      notes.push(
+        `upstream verify calls in window: ${upstreamCalls}; JWKS calls: ${jwksCalls} ` +
+          `(${windowJwksCalls} in window)`,
+      );
+    }
+    if (instances > 1) {
+      const split = parts.map((_part, i) => share(options.connections, instances, i));
+      const rates = parts.map((part) => fmt(part.reqPerSec2xx, 0));
+      notes.push(
+        `${instances} instances × ${split.join('/')} connections` +
+          `${scenario.cold ? ', caches cold' : ''}; 2xx req/s ${rates.join(' + ')}; ` +
+          `upstream verify calls in window: ${upstreamCalls}; peak RSS ${peaks.join(' / ')} MiB`,
+      );
+    }
+    // Kept in the table with its figures, and failed: every scenario expects successes, from
+    // every instance.
+    const idle = parts.findIndex((part) => part.ok2xx === 0);
+    const where = instances > 1 ? ` on instance ${idle + 1}` : '';
     const failure =
-      result.ok2xx === 0
-        ? `no successful request in the measured window (sent ${result.sent}, ` +
-          `statuses ${JSON.stringify(result.statusCodes)}, errors ${result.errors})`
+      idle >= 0
+        ? `no successful request in the measured window${where} (sent ${parts[idle]!.sent}, ` +
+          `statuses ${JSON.stringify(parts[idle]!.statusCodes)}, errors ${parts[idle]!.errors})`
         : undefined;
     return {
       name: scenario.name,
@@ -163,18 +302,41 @@ async function runScenario(
       ...result,
       reqPerSec2xx: round(result.reqPerSec2xx),
       reqPerSecTotal: round(result.reqPerSecTotal),
+      instances,
       upstreamCalls,
       // The emulator counts a call when it arrives, so count requests when they are sent too:
       // requests still in flight at the end have made their call but will never complete.
       upstreamPer1000: result.sent > 0 ? round((upstreamCalls / result.sent) * 1000, 3) : null,
-      peakRssMiB: round(stats.peakRssBytes / 2 ** 20),
+      jwksCalls,
+      peakRssMiB: Math.max(...peaks),
       touchSec,
+      notes,
       failure,
     };
   } finally {
-    await server.stop();
+    await loader?.close();
+    await Promise.all(servers.map((server) => server.stop()));
     emulator.setRateLimit(false);
   }
+}
+
+/** Shared over separate upstream verify calls (in all, per 1 000 requests); noted on the row. */
+function twoInstancesRatio(measured: readonly MeasuredScenario[]) {
+  const separate = measured.find((s) => s.name === SEPARATE);
+  const shared = measured.find((s) => s.name === SHARED);
+  if (!separate || !shared) return null;
+  const per1000 =
+    separate.upstreamPer1000 && shared.upstreamPer1000 !== null
+      ? round(shared.upstreamPer1000 / separate.upstreamPer1000, 3)
+      : null;
+  const calls =
+    separate.upstreamCalls > 0 ? round(shared.upstreamCalls / separate.upstreamCalls, 3) : null;
+  const ratio = (value: number | null) => (value === null ? '–' : fmt(value, 2));
+  shared.notes.push(
+    `shared/separate: upstream calls ${ratio(calls)} (${shared.upstreamCalls} / ` +
+      `${separate.upstreamCalls}), per 1k req ${ratio(per1000)}`,
+  );
+  return { upstreamPer1000Ratio: per1000, upstreamCallsRatio: calls };
 }
 
 function machine() {
@@ -204,7 +366,20 @@ async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   const startedAt = new Date().toISOString();
   const info = machine();
-  const selected = SCENARIOS.filter((s) => !options.only || options.only.includes(s.name));
+  const context: RunContext = {
+    redisUrl: process.env.REDIS_URL || undefined,
+    redisPrefix: `m2m-guard-bench:${Date.now().toString(36)}-${randomBytes(4).toString('hex')}:`,
+  };
+  const skipped: Skipped[] = [];
+  const selected = SCENARIOS.filter((s) => !options.only || options.only.includes(s.name)).filter(
+    (s) => {
+      if (!s.needsRedis || context.redisUrl) return true;
+      const reason = 'REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379); not a failure';
+      skipped.push({ name: s.name, reason });
+      log(`${s.name}: SKIPPED: ${reason}`);
+      return false;
+    },
+  );
   const withColdStart = !options.only || options.only.includes(COLD_START);
   const failures: string[] = [];
   const measured: MeasuredScenario[] = [];
@@ -219,7 +394,7 @@ async function main(): Promise<number> {
       for (const scenario of selected) {
         log(`${scenario.name}: ${scenario.description}`);
         try {
-          const result = await runScenario(scenario, emulator, minter, options);
+          const result = await runScenario(scenario, emulator, minter, options, context);
           measured.push(result);
           log(`  ${result.reqPerSec2xx} 2xx req/s, upstream/1k ${result.upstreamPer1000}`);
           if (result.failure) {
@@ -247,6 +422,7 @@ async function main(): Promise<number> {
     else if (!result.pass) failures.push(`${COLD_START}: a check failed`);
   }
 
+  const twoInstances = twoInstancesRatio(measured);
   const scenarios = withRatios(measured);
   const results = {
     startedAt,
@@ -257,8 +433,12 @@ async function main(): Promise<number> {
       serverEnv: { NODE_ENV: 'production' },
       rateLimit: PRODUCTION_RATE_LIMIT,
       route: ROUTE,
+      // The URL stays out: it may carry a password.
+      redis: context.redisUrl ? { keyPrefix: context.redisPrefix } : null,
     },
     scenarios,
+    skipped,
+    twoInstances,
     coldStart,
     failures,
     ok: failures.length === 0,
@@ -275,6 +455,7 @@ async function main(): Promise<number> {
       '',
       markdownTable(scenarios),
     ];
+    if (skipped.length > 0) lines.push('', ...skipped.map((s) => `skipped ${s.name}: ${s.reason}`));
     if (coldStart) lines.push('', coldStartSummary(coldStart));
     if (failures.length > 0) lines.push('', 'FAILURES:', ...failures.map((f) => `- ${f}`));
     lines.push('', 'written to bench/results.json');

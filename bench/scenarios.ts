@@ -9,6 +9,8 @@ export const SERVER_KINDS = [
   'none',
   'm2m-guard',
   'm2m-guard-nocache',
+  'm2m-guard-jwt',
+  'm2m-guard-redis',
   'clerk-express',
   'clerk-backend',
 ] as const;
@@ -22,6 +24,20 @@ export interface Scenario {
   /** Whether the emulator enforces {@link PRODUCTION_RATE_LIMIT} during the measured window. */
   rateLimit: boolean;
   description: string;
+  /** The format of the minted tokens. Default `opaque`. */
+  tokenFormat?: 'opaque' | 'jwt';
+  /**
+   * Server processes of the same kind run at once, the load split evenly between them (one
+   * autocannon run each, in parallel, the same duration). Default 1.
+   */
+  instances?: number;
+  /**
+   * No warming requests and no warm-up: the measured window starts with every cache empty.
+   * Default `false`.
+   */
+  cold?: boolean;
+  /** Needs a Redis server at `REDIS_URL`; skipped (not failed) when it is not set. */
+  needsRedis?: boolean;
 }
 
 /** Clerk's production limit for the M2M endpoints: 1 000 requests per 10 s per instance. */
@@ -55,6 +71,15 @@ export const SCENARIOS: readonly Scenario[] = [
     description: 'm2mAuth({ cache: false }), 1 token',
   },
   {
+    name: 'm2m-guard-jwt',
+    server: 'm2m-guard-jwt',
+    tokens: 1000,
+    tokenFormat: 'jwt',
+    rateLimit: false,
+    description:
+      'm2mAuth({ secretKey, machineId }), 1 000 JWT-format tokens in rotation, verified locally',
+  },
+  {
     name: 'clerk-express',
     server: 'clerk-express',
     tokens: 1,
@@ -81,6 +106,25 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 1,
     rateLimit: true,
     description: 'as clerk-express, emulator at 1 000 req / 10 s',
+  },
+  {
+    name: 'two-instances-separate',
+    server: 'm2m-guard',
+    tokens: 1000,
+    instances: 2,
+    cold: true,
+    rateLimit: false,
+    description: '2 × m2mAuth(), each its own cache, 1 000 tokens, load split, caches cold',
+  },
+  {
+    name: 'two-instances-redis',
+    server: 'm2m-guard-redis',
+    tokens: 1000,
+    instances: 2,
+    cold: true,
+    needsRedis: true,
+    rateLimit: false,
+    description: '2 × m2mAuth({ store: createRedisStore() }), 1 000 tokens, load split, cold',
   },
 ];
 

@@ -1,9 +1,11 @@
 /**
  * The server under test: one scenario per process, so each one's memory and event loop are its
  * own. `node --import tsx bench/server.ts <kind>` with the emulator's coordinates in the
- * environment (BENCH_API_URL, BENCH_SECRET_KEY, BENCH_MACHINE_SECRET_KEY,
- * BENCH_PUBLISHABLE_KEY). Prints one JSON line `{"event":"ready","port":…}` on stdout once it
- * listens; answers the IPC message `{ type: 'stats' }` with its peak RSS (sampled every 100 ms).
+ * environment (BENCH_API_URL, BENCH_SECRET_KEY, BENCH_MACHINE_SECRET_KEY, BENCH_API_MACHINE_ID,
+ * BENCH_PUBLISHABLE_KEY; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `m2m-guard-redis`). Prints
+ * one JSON line `{"event":"ready","port":…}` on stdout once it listens (and, with Redis, once the
+ * store is ready); answers the IPC message `{ type: 'stats' }` with its peak RSS (sampled every
+ * 100 ms).
  */
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -46,6 +48,28 @@ async function buildApp(kind: ServerKind): Promise<Express> {
       const machineSecretKey = env('BENCH_MACHINE_SECRET_KEY');
       const cache = kind === 'm2m-guard' ? {} : false;
       app.use('/internal', m2mAuth({ apiUrl, machineSecretKey, cache }));
+      break;
+    }
+    case 'm2m-guard-jwt': {
+      // The instance key fetches the JWKS (once); machineId has the verifier check each JWT's
+      // scopes itself (a machine key alone refuses JWTs, whose scope it cannot check).
+      const { m2mAuth } = await import('../src/index.js');
+      const secretKey = env('BENCH_SECRET_KEY');
+      const machineId = env('BENCH_API_MACHINE_ID');
+      app.use('/internal', m2mAuth({ apiUrl, secretKey, machineId }));
+      break;
+    }
+    case 'm2m-guard-redis': {
+      const { m2mAuth } = await import('../src/index.js');
+      const { createRedisStore } = await import('../src/redis/index.js');
+      const store = createRedisStore({
+        url: env('BENCH_REDIS_URL'),
+        keyPrefix: env('BENCH_REDIS_PREFIX'),
+      });
+      // Ready only once Redis is: until then the store would be skipped, not shared.
+      await store.ready();
+      const machineSecretKey = env('BENCH_MACHINE_SECRET_KEY');
+      app.use('/internal', m2mAuth({ apiUrl, machineSecretKey, store }));
       break;
     }
     case 'clerk-express': {

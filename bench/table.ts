@@ -4,14 +4,23 @@ import type { LoadResult } from './load.js';
 export interface ScenarioResult extends LoadResult {
   name: string;
   description: string;
+  /** Server processes that shared the load (their figures combined). */
+  instances: number;
   /** Emulator verify calls during the measured window. */
   upstreamCalls: number;
   /** Upstream verify calls per 1 000 requests sent in the window; `null` when none was sent. */
   upstreamPer1000: number | null;
-  /** The server process's peak RSS over its whole life (start, warm-up, measurement). */
+  /** Emulator JWKS calls over the servers' whole life (warming, warm-up, measurement). */
+  jwksCalls: number;
+  /**
+   * The server process's peak RSS over its whole life (start, warm-up, measurement); with
+   * several instances, the largest of theirs.
+   */
   peakRssMiB: number;
-  /** Seconds the warming requests (one per token) took, before the warm-up. */
-  touchSec: number;
+  /** Seconds the warming requests (one per token) took, before the warm-up; `null` when cold. */
+  touchSec: number | null;
+  /** Lines worth reading beside the figures (shown in the table's last column). */
+  notes: string[];
   /** Why the harness counts this scenario as failed (its figures are still reported). */
   failure?: string;
   /** 2xx req/s over scenario `none`'s; `null` when `none` was not run. */
@@ -32,7 +41,7 @@ export function round(value: number, digits = 1): number {
   return Math.round(value * f) / f;
 }
 
-/** Adds the ratios to scenario 1 (`none`) and scenario 5 (`clerk-express`). */
+/** Adds the ratios to scenarios `none` and `clerk-express`. */
 export function withRatios(measured: readonly MeasuredScenario[]): ScenarioResult[] {
   const none = measured.find((s) => s.name === 'none');
   const clerk = measured.find((s) => s.name === 'clerk-express');
@@ -58,9 +67,10 @@ const COLUMNS: [string, (s: ScenarioResult) => string][] = [
     '× clerk-express',
     (s) => (s.ratioToClerkExpress === null ? '–' : fmt(s.ratioToClerkExpress, 2)),
   ],
+  ['notes', (s) => (s.notes.length === 0 ? '' : s.notes.join('; ').replaceAll('|', '\\|'))],
 ];
 
-function fmt(value: number, digits: number): string {
+export function fmt(value: number, digits: number): string {
   return value.toLocaleString('en-US', {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
@@ -69,7 +79,9 @@ function fmt(value: number, digits: number): string {
 
 export function markdownTable(rows: readonly ScenarioResult[]): string {
   const header = `| ${COLUMNS.map(([name]) => name).join(' | ')} |`;
-  const rule = `|${COLUMNS.map((_column, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`;
+  // Text columns (the first and the notes) to the left, figures to the right.
+  const align = COLUMNS.map(([name], i) => (i === 0 || name === 'notes' ? ' --- ' : ' ---: '));
+  const rule = `|${align.join('|')}|`;
   const body = rows.map((row) => `| ${COLUMNS.map(([, cell]) => cell(row)).join(' | ')} |`);
   return [header, rule, ...body].join('\n');
 }

@@ -1,6 +1,7 @@
 /**
- * Proves the benchmark harness works end to end (quick mode, two scenarios). Asserts that it
- * ran and measured, never how fast anything was.
+ * Proves the benchmark harness works end to end: one quick run of the scenarios below (plus
+ * `two-instances-redis` when REDIS_URL is set). Asserts that each ran and measured, never how
+ * fast anything was.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -9,17 +10,22 @@ import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const REDIS_URL = process.env.REDIS_URL;
 
 interface ScenarioRow {
   name: string;
+  instances: number;
   reqPerSec2xx: number;
   reqPerSecTotal: number;
   requests: number;
   ok2xx: number;
   p50Ms: number;
   p99Ms: number;
+  upstreamCalls: number;
   upstreamPer1000: number | null;
+  jwksCalls: number;
   peakRssMiB: number;
+  notes: string[];
 }
 
 function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
@@ -37,8 +43,16 @@ function run(command: string, args: string[]): Promise<{ code: number | null; ou
   });
 }
 
-it('npm run bench -- --quick runs scenarios none and m2m-guard and writes results.json', async () => {
-  const args = ['run', 'bench', '--', '--quick', '--only', 'none,m2m-guard', '--duration', '1'];
+const names = [
+  'none',
+  'm2m-guard',
+  'm2m-guard-jwt',
+  'two-instances-separate',
+  ...(REDIS_URL ? ['two-instances-redis'] : []),
+];
+
+it(`npm run bench -- --quick runs ${names.join(', ')} and writes results.json`, async () => {
+  const args = ['run', 'bench', '--', '--quick', '--only', names.join(','), '--duration', '1'];
   const { code, output } = await run('npm', args);
   expect(code, output).toBe(0);
   expect(output).toContain('| scenario |');
@@ -46,16 +60,19 @@ it('npm run bench -- --quick runs scenarios none and m2m-guard and writes result
   const results = JSON.parse(await readFile(join(ROOT, 'bench', 'results.json'), 'utf8')) as {
     ok: boolean;
     failures: string[];
+    skipped: { name: string; reason: string }[];
     machine: { node: string; cpuCount: number };
     options: { durationSec: number; quick: boolean };
     scenarios: ScenarioRow[];
+    twoInstances: { upstreamCallsRatio: number | null } | null;
   };
   expect(results.ok).toBe(true);
   expect(results.failures).toEqual([]);
+  expect(results.skipped).toEqual([]);
   expect(results.machine.node).toBe(process.version);
   expect(results.machine.cpuCount).toBeGreaterThan(0);
   expect(results.options).toMatchObject({ durationSec: 1, quick: true });
-  expect(results.scenarios.map((s) => s.name)).toEqual(['none', 'm2m-guard']);
+  expect(results.scenarios.map((s) => s.name)).toEqual(names);
   for (const s of results.scenarios) {
     expect(s.reqPerSec2xx, s.name).toBeGreaterThan(0);
     expect(s.reqPerSecTotal, s.name).toBeGreaterThan(0);
@@ -63,9 +80,28 @@ it('npm run bench -- --quick runs scenarios none and m2m-guard and writes result
     expect(s.ok2xx, s.name).toBeGreaterThan(0);
     expect(s.peakRssMiB, s.name).toBeGreaterThan(0);
     expect(Number.isFinite(s.p50Ms) && Number.isFinite(s.p99Ms), s.name).toBe(true);
+    expect(s.upstreamPer1000, s.name).not.toBeNull();
   }
-  const guard = results.scenarios.find((s) => s.name === 'm2m-guard')!;
+  const row = (name: string) => results.scenarios.find((s) => s.name === name)!;
+
   // Cache warm, one token: a handful of upstream calls at most, far from one per request.
-  expect(guard.upstreamPer1000).not.toBeNull();
-  expect(guard.upstreamPer1000!).toBeLessThan(100);
-}, 300_000);
+  expect(row('m2m-guard').upstreamPer1000!).toBeLessThan(100);
+
+  // JWT-format tokens are verified locally: no verify call at all, the JWKS fetched.
+  const jwt = row('m2m-guard-jwt');
+  expect(jwt.upstreamPer1000).toBe(0);
+  expect(jwt.upstreamCalls).toBe(0);
+  expect(jwt.jwksCalls).toBeGreaterThan(0);
+
+  // Two instances, caches cold: each must have asked Clerk.
+  const pair = names.filter((name) => name.startsWith('two-instances-')).map(row);
+  for (const s of pair) {
+    expect(s.instances, s.name).toBe(2);
+    expect(s.upstreamCalls, s.name).toBeGreaterThan(0);
+    expect(s.upstreamPer1000!, s.name).toBeGreaterThan(0);
+  }
+  if (REDIS_URL) {
+    expect(results.twoInstances?.upstreamCallsRatio).toBeGreaterThan(0);
+    expect(row('two-instances-redis').notes.join(' ')).toContain('shared/separate');
+  }
+}, 600_000);
