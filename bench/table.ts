@@ -17,6 +17,13 @@ export interface ScenarioResult extends LoadResult {
    * several instances, the largest of theirs.
    */
   peakRssMiB: number;
+  /**
+   * Server CPU time per completed request over the measured window, in microseconds: the cost
+   * of a request to the server itself, far steadier on a shared machine than req/s.
+   */
+  cpuUsPerReq: number | null;
+  /** Rounds this scenario ran (`--rounds`); its figures are those of the median round by 2xx req/s. */
+  rounds: number;
   /** Seconds the warming requests (one per token) took, before the warm-up; `null` when cold. */
   touchSec: number | null;
   /** Lines worth reading beside the figures (shown in the table's last column). */
@@ -61,6 +68,7 @@ const COLUMNS: [string, (s: ScenarioResult) => string][] = [
   ['errors', (s) => String(s.errors)],
   ['non-2xx', (s) => String(s.non2xx)],
   ['upstream / 1k req', (s) => (s.upstreamPer1000 === null ? '–' : fmt(s.upstreamPer1000, 2))],
+  ['server CPU µs/req', (s) => (s.cpuUsPerReq === null ? '–' : fmt(s.cpuUsPerReq, 0))],
   ['peak RSS MiB', (s) => fmt(s.peakRssMiB, 1)],
   ['× none', (s) => (s.ratioToNone === null ? '–' : fmt(s.ratioToNone, 2))],
   [

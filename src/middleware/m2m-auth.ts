@@ -70,37 +70,54 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
   const verifier = verifierOption(opts);
   const ownsVerifier = opts.verifier === undefined;
 
-  async function authenticate(req: IncomingMessage): Promise<M2MAuthError | undefined> {
-    const found: Extraction = getToken
-      ? fromCustomValue(await getToken(req))
-      : extractToken(req, allowQueryToken);
+  /** The auth object of each verified answer, made once: frozen, so requests can share it. */
+  const authOf = new WeakMap<VerifiedM2MToken, M2MRequestAuth>();
+  function attach(req: IncomingMessage, verified: VerifiedM2MToken): undefined {
+    let auth = authOf.get(verified);
+    if (!auth) {
+      auth = Object.freeze({
+        id: verified.id,
+        subject: verified.subject,
+        machineId: verified.subject,
+        scopes: verified.scopes,
+        claims: verified.claims,
+        expiration: verified.expiration,
+      });
+      authOf.set(verified, auth);
+    }
+    req.m2m = auth;
+    return undefined;
+  }
+
+  function refusalOf(err: unknown): M2MAuthError {
+    if (err instanceof InvalidTokenError) {
+      const { reason, tokenId, subject } = err;
+      return new TokenRejectedError({ realm, reason, tokenId, subject, cause: err });
+    }
+    if (err instanceof VerifierUnavailableError) {
+      return new AuthUnavailableError({ realm, retryAfter: err.retryAfter, cause: err });
+    }
+    throw err;
+  }
+
+  /**
+   * Decides a request: a refusal, `undefined` to pass, or a promise of either. A cached answer
+   * is decided synchronously, so the hot path makes no promise at all.
+   */
+  type Decision = M2MAuthError | undefined;
+  function decide(req: IncomingMessage, found: Extraction): Decision | Promise<Decision> {
     if (found.kind === 'malformed') {
       return new InvalidRequestError(found.description, { realm, reason: 'malformed' });
     }
     if (found.kind === 'none') return required ? new UnauthorizedError({ realm }) : undefined;
-    let verified: VerifiedM2MToken;
+    let cached: VerifiedM2MToken | undefined;
     try {
-      verified = await verifier.verify(found.token);
+      cached = verifier.verifyCached(found.token);
     } catch (err) {
-      if (err instanceof InvalidTokenError) {
-        const { reason, tokenId, subject } = err;
-        return new TokenRejectedError({ realm, reason, tokenId, subject, cause: err });
-      }
-      if (err instanceof VerifierUnavailableError) {
-        return new AuthUnavailableError({ realm, retryAfter: err.retryAfter, cause: err });
-      }
-      throw err;
+      return refusalOf(err);
     }
-    const auth: M2MRequestAuth = {
-      id: verified.id,
-      subject: verified.subject,
-      machineId: verified.subject,
-      scopes: verified.scopes,
-      claims: verified.claims,
-      expiration: verified.expiration,
-    };
-    req.m2m = Object.freeze(auth);
-    return undefined;
+    if (cached) return attach(req, cached);
+    return verifier.verify(found.token).then((verified) => attach(req, verified), refusalOf);
   }
 
   const middleware: M2MMiddleware = function m2mAuthMiddleware(req, res, next) {
@@ -111,17 +128,24 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       return next();
     }
     rememberResponder(req, responder);
-    authenticate(req).then(
-      (refusal) => {
-        if (!refusal) return passOn(next, res, logger);
-        try {
-          responder.refuse(refusal, req, res, next);
-        } catch (err) {
-          next(err); // an onError that throws
-        }
-      },
-      (err) => next(err),
-    );
+    const finish = (refusal: Decision) => {
+      if (!refusal) return passOn(next, res, logger);
+      try {
+        responder.refuse(refusal, req, res, next);
+      } catch (err) {
+        next(err); // an onError that throws
+      }
+    };
+    let decision: Decision | Promise<Decision>;
+    try {
+      decision = getToken
+        ? Promise.resolve(getToken(req)).then((value) => decide(req, fromCustomValue(value)))
+        : decide(req, extractToken(req, allowQueryToken));
+    } catch (err) {
+      return next(err);
+    }
+    if (decision instanceof Promise) decision.then(finish, (err) => next(err));
+    else finish(decision);
   };
   return Object.assign(middleware, {
     verifier,

@@ -124,6 +124,13 @@ export interface VerifierStats {
 export interface TokenVerifier {
   /** Verifies a bearer token. Throws `InvalidTokenError` or `VerifierUnavailableError`. */
   verify(token: string, options?: VerifyOptions): Promise<VerifiedM2MToken>;
+  /**
+   * Answers from the in-process cache alone, synchronously: the verified token, an
+   * `InvalidTokenError` thrown for a cached refusal (or a token that cannot be one), or
+   * `undefined` when there is no fresh answer and `verify()` must ask. For hot paths that
+   * want no promise on a hit; `m2mAuth()` uses it.
+   */
+  verifyCached(token: string): VerifiedM2MToken | undefined;
   /** Drops any cached answer for a token string or a token id. */
   invalidate(tokenOrTokenId: string): void;
   stats(): VerifierStats;

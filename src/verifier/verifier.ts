@@ -162,6 +162,27 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     if (key !== undefined) cache?.delete(key);
   }
 
+  /** Whether the token is opaque (else a JWT); throws for anything that is neither. */
+  function classify(token: string): boolean {
+    const opaque = isOpaqueM2MToken(token);
+    if (!opaque && !isJwtShaped(token)) throw new InvalidTokenError('malformed');
+    if (opaque && !canVerifyOpaque) {
+      if (!warnedOpaque) {
+        warnedOpaque = true;
+        log.warn(
+          'an opaque M2M token was refused: set machineSecretKey or secretKey to verify them',
+        );
+      }
+      throw new InvalidTokenError('unknown');
+    }
+    return opaque;
+  }
+
+  function serveHit(cached: Entry, at: number): VerifiedM2MToken {
+    stats.cache(cached.kind === 'valid' ? 'hit' : 'negative-hit');
+    return settle(cached, at);
+  }
+
   /** The checks every good answer passes on every use, cached or fresh. */
   function accept(value: VerifiedM2MToken, at: number): VerifiedM2MToken {
     const details = { tokenId: value.id, subject: value.subject };
@@ -367,26 +388,20 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   }
 
   return {
+    verifyCached(token) {
+      classify(token);
+      const at = now();
+      const cached = cache?.get(keyOf(token));
+      return cached && at < cached.freshUntil ? serveHit(cached, at) : undefined;
+    },
+
     async verify(token, { signal } = {}) {
       signal?.throwIfAborted(); // a caller who gave up costs no billed request
-      const opaque = isOpaqueM2MToken(token);
-      if (!opaque && !isJwtShaped(token)) throw new InvalidTokenError('malformed');
-      if (opaque && !canVerifyOpaque) {
-        if (!warnedOpaque) {
-          warnedOpaque = true;
-          log.warn(
-            'an opaque M2M token was refused: set machineSecretKey or secretKey to verify them',
-          );
-        }
-        throw new InvalidTokenError('unknown');
-      }
+      const opaque = classify(token);
       const key = keyOf(token);
       const at = now();
       const cached = cache?.get(key);
-      if (cached && at < cached.freshUntil) {
-        stats.cache(cached.kind === 'valid' ? 'hit' : 'negative-hit');
-        return settle(cached, at);
-      }
+      if (cached && at < cached.freshUntil) return serveHit(cached, at);
       stats.cache('miss');
       let flight = inflight.get(key);
       if (flight) {
