@@ -24,11 +24,28 @@ export function isBearerToken(value: string): boolean {
   return value.length > 0 && B64TOKEN.test(value);
 }
 
+/**
+ * How many `Authorization` headers the request carried. Node keeps only the first in
+ * `req.headers`; counting in `rawHeaders` costs no allocation, where `headersDistinct` would
+ * build an array for every header of every request.
+ */
+function authorizationHeaderCount(req: IncomingMessage): number {
+  const raw = req.rawHeaders;
+  if (!Array.isArray(raw)) return req.headersDistinct?.authorization?.length ?? 1;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') count++;
+  }
+  return count;
+}
+
 export function fromAuthorizationHeader(req: IncomingMessage): Extraction {
-  const all = req.headersDistinct?.authorization;
-  if (all && all.length > 1) return { kind: 'malformed', description: SEVERAL_HEADERS };
-  const header = all ? all[0] : req.headers.authorization;
+  const header = req.headers.authorization;
   if (header === undefined) return { kind: 'none' };
+  if (authorizationHeaderCount(req) > 1) {
+    return { kind: 'malformed', description: SEVERAL_HEADERS };
+  }
   const match = BEARER.exec(header);
   if (!match) return { kind: 'malformed', description: MALFORMED_HEADER };
   const token = match[1]!;

@@ -17,5 +17,8 @@ export function createCacheKeyer(
   secret: Buffer = PROCESS_KEY,
 ): (token: string) => string {
   const prefix = `${identity}\u0000`;
-  return (token) => createHmac('sha256', secret).update(prefix).update(token).digest('base64url');
+  return (token) =>
+    createHmac('sha256', secret)
+      .update(prefix + token)
+      .digest('base64url');
 }
