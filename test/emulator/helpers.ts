@@ -106,3 +106,31 @@ export async function createToken(
   expect(res.status).toBe(201);
   return res.json;
 }
+
+/**
+ * One emulator per machine setup for a whole test file, reset (tokens, clock) before each use:
+ * `const setup = reusableEmulators();` then `const { emulator, clock } = await setup(ttl?)`.
+ * `ttl` is the caller machine's default token lifetime (seconds, or null: never expires).
+ */
+export function reusableEmulators() {
+  const clock = manualClock();
+  const begin = clock.now();
+  const shared = new Map<string, Emulator>();
+  return async function setup(ttl: number | null = 3600) {
+    const key = String(ttl);
+    let emulator = shared.get(key);
+    if (!emulator) {
+      emulator = await start({
+        clock: clock.now,
+        machines: [
+          { name: 'caller', scopedMachines: ['api'], defaultTokenTtlSeconds: ttl },
+          { name: 'api' },
+        ],
+      });
+      shared.set(key, emulator);
+    }
+    emulator.reset();
+    clock.set(begin);
+    return { emulator, clock };
+  };
+}

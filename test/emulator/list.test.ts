@@ -6,28 +6,12 @@ import {
   closeEmulators,
   createToken,
   expectClerkError,
-  manualClock,
-  start,
+  reusableEmulators,
 } from './helpers.js';
 
 afterAll(closeEmulators);
 
-const clock = manualClock();
-const START = clock.now();
-const shared = new Map<string, Emulator>();
-
-/** One emulator per machine setup for the whole file, reset (tokens, clock) before each use. */
-async function setup() {
-  const key = 'default';
-  let emulator = shared.get(key);
-  if (!emulator) {
-    emulator = await start({ clock: clock.now });
-    shared.set(key, emulator);
-  }
-  emulator.reset();
-  clock.set(START);
-  return { emulator, clock };
-}
+const setup = reusableEmulators();
 
 const list = (emulator: Emulator, query = '') =>
   call(emulator, 'GET', `/m2m_tokens?subject=${emulator.machines.caller!.id}${query}`, {

@@ -5,34 +5,12 @@ import {
   closeEmulators,
   createToken,
   expectClerkError,
-  manualClock,
-  start,
+  reusableEmulators,
 } from './helpers.js';
 
 afterAll(closeEmulators);
 
-const clock = manualClock();
-const START = clock.now();
-const shared = new Map<string, Emulator>();
-
-/** One emulator per machine setup for the whole file, reset (tokens, clock) before each use. */
-async function setup(ttl: number | null = 3600) {
-  const key = String(ttl);
-  let emulator = shared.get(key);
-  if (!emulator) {
-    emulator = await start({
-      clock: clock.now,
-      machines: [
-        { name: 'caller', scopedMachines: ['api'], defaultTokenTtlSeconds: ttl },
-        { name: 'api' },
-      ],
-    });
-    shared.set(key, emulator);
-  }
-  emulator.reset();
-  clock.set(START);
-  return { emulator, clock };
-}
+const setup = reusableEmulators();
 
 const verify = (emulator: Emulator, body: unknown, key = emulator.instanceSecretKey) =>
   call(emulator, 'POST', '/m2m_tokens/verify', { key, body });
