@@ -185,17 +185,14 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   /** The checks every good answer passes on every use, cached or fresh. */
   function accept(value: VerifiedM2MToken, at: number): VerifiedM2MToken {
-    const details = { tokenId: value.id, subject: value.subject };
-    if (revokedIds.size > 0 && revokedIds.has(value.id))
-      throw new InvalidTokenError('revoked', details);
-    if (value.expiration !== null && at >= value.expiration + clockSkewMs) {
-      throw new InvalidTokenError('expired', details);
-    }
-    if (machineId !== undefined && !value.scopes.includes(machineId)) {
-      throw new InvalidTokenError('out_of_scope', details);
-    }
+    // The hot path: allocate nothing unless refusing.
+    const refuse = (reason: InvalidTokenReason) =>
+      new InvalidTokenError(reason, { tokenId: value.id, subject: value.subject });
+    if (revokedIds.size > 0 && revokedIds.has(value.id)) throw refuse('revoked');
+    if (value.expiration !== null && at >= value.expiration + clockSkewMs) throw refuse('expired');
+    if (machineId !== undefined && !value.scopes.includes(machineId)) throw refuse('out_of_scope');
     if (allowedSubjects !== undefined && !allowedSubjects.has(value.subject)) {
-      throw new InvalidTokenError('out_of_scope', details);
+      throw refuse('out_of_scope');
     }
     return value;
   }
