@@ -6,6 +6,7 @@
  *
  * Options: --latency <ms> (25) --connections <n> (50) --duration <s> (10) --warmup <s> (2)
  *          --quick (duration 1 s, warm-up 0.5 s) --only <name,…> (scenarios and/or cold-start)
+ *          --rounds <n> (1: passes interleaved; rows are median rounds, ratios paired per round)
  *          --json
  * Environment: REDIS_URL, the Redis server of scenario `two-instances-redis` (skipped without
  * it, which is no failure); its keys go under a prefix unique to the run.
@@ -118,7 +119,11 @@ function parseOptions(argv: string[]): Options {
 /** The round with the median 2xx req/s (the lower middle for an even count), whole. */
 function medianRound(results: MeasuredScenario[]): MeasuredScenario {
   const sorted = [...results].sort((a, b) => a.reqPerSec2xx - b.reqPerSec2xx);
-  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, rounds: results.length };
+  return {
+    ...sorted[Math.floor((sorted.length - 1) / 2)]!,
+    rounds: results.length,
+    roundRates: results.map((r) => r.reqPerSec2xx),
+  };
 }
 
 /** Mints `count` tokens with the caller machine's key (at 0 latency: setup, not measured). */
@@ -325,6 +330,7 @@ async function runScenario(
       peakRssMiB: Math.max(...peaks),
       cpuUsPerReq: completed > 0 ? round(cpuMicros / completed, 1) : null,
       rounds: 1,
+      roundRates: [round(result.reqPerSec2xx)],
       touchSec,
       notes,
       failure,

@@ -24,6 +24,8 @@ export interface ScenarioResult extends LoadResult {
   cpuUsPerReq: number | null;
   /** Rounds this scenario ran (`--rounds`); its figures are those of the median round by 2xx req/s. */
   rounds: number;
+  /** 2xx req/s of every round, in round order, for ratios paired round by round. */
+  roundRates: number[];
   /** Seconds the warming requests (one per token) took, before the warm-up; `null` when cold. */
   touchSec: number | null;
   /** Lines worth reading beside the figures (shown in the table's last column). */
@@ -38,9 +40,19 @@ export interface ScenarioResult extends LoadResult {
 
 export type MeasuredScenario = Omit<ScenarioResult, 'ratioToNone' | 'ratioToClerkExpress'>;
 
-function ratio(value: number, reference: MeasuredScenario | undefined): number | null {
+/**
+ * The ratio of 2xx req/s to a reference scenario's: with several rounds, the median of the
+ * ratios paired round by round (both ran in the same spell of the shared machine), which is
+ * far steadier than a ratio of two medians.
+ */
+function ratio(s: MeasuredScenario, reference: MeasuredScenario | undefined): number | null {
   if (!reference || reference.reqPerSec2xx <= 0) return null;
-  return round(value / reference.reqPerSec2xx, 3);
+  const paired = s.roundRates
+    .map((rate, i) => rate / (reference.roundRates[i] ?? Number.NaN))
+    .filter((r) => Number.isFinite(r))
+    .sort((a, b) => a - b);
+  if (paired.length < 2) return round(s.reqPerSec2xx / reference.reqPerSec2xx, 3);
+  return round(paired[Math.floor((paired.length - 1) / 2)]!, 3);
 }
 
 export function round(value: number, digits = 1): number {
@@ -54,8 +66,8 @@ export function withRatios(measured: readonly MeasuredScenario[]): ScenarioResul
   const clerk = measured.find((s) => s.name === 'clerk-express');
   return measured.map((s) => ({
     ...s,
-    ratioToNone: ratio(s.reqPerSec2xx, none),
-    ratioToClerkExpress: ratio(s.reqPerSec2xx, clerk),
+    ratioToNone: ratio(s, none),
+    ratioToClerkExpress: ratio(s, clerk),
   }));
 }
 
