@@ -154,8 +154,9 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
 }
 
 /**
- * Calls `next()` outside our promise: a handler after us that throws synchronously (plain
- * `node:http`, Connect) is logged and answered 500 instead of becoming an unhandled rejection.
+ * Calls `next()`, guarding against a handler after us that throws synchronously (plain
+ * `node:http`, Connect): it is logged and answered 500, never left as an unhandled rejection
+ * when we were called back from a promise.
  */
 function passOn(next: () => void, res: ServerResponse, logger: Logger): void {
   try {
