@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AuthenticationError,
   BadRequestError,
@@ -9,7 +9,6 @@ import {
   ForbiddenError,
   M2MApiError,
   type M2MClient,
-  type M2MClientOptions,
   M2MNetworkError,
   NotFoundError,
   RateLimitError,
@@ -17,11 +16,7 @@ import {
   ServerError,
 } from '../../src/client/index.js';
 import { M2MConfigError } from '../../src/shared/config-error.js';
-import {
-  refusedUrl,
-  type ScriptedServer,
-  startScriptedServer,
-} from '../helpers/scripted-server.js';
+import { refusedUrl, type ScriptedServer } from '../helpers/scripted-server.js';
 import {
   clerkError,
   INSTANCE_KEY,
@@ -35,6 +30,7 @@ import {
   TOKEN_ID,
   tokenJson,
   useCleanup,
+  useScriptedClient,
 } from './fixtures.js';
 
 isolateClerkEnv();
@@ -45,21 +41,8 @@ const PACKAGE_VERSION = (
   }
 ).version;
 
-let server: ScriptedServer;
-beforeEach(async () => {
-  server = track(await startScriptedServer());
-});
-
-function client(options: M2MClientOptions = {}): M2MClient {
-  return track(
-    createM2MClient({
-      apiUrl: server.url,
-      machineSecretKey: MACHINE_KEY,
-      retry: false,
-      ...options,
-    }),
-  );
-}
+const rig = useScriptedClient({ machineSecretKey: MACHINE_KEY, retry: false });
+const client = rig.client;
 
 const OPERATIONS = {
   create: (c: M2MClient, extra: object = {}) => c.createToken({ ...extra }),
@@ -81,9 +64,9 @@ function okReply(operation: Operation) {
 
 describe('requests', () => {
   it('create posts the default body exactly', async () => {
-    server.reply(okReply('create'));
+    rig.server.reply(okReply('create'));
     await client().createToken();
-    const [req] = server.requests;
+    const [req] = rig.server.requests;
     expect(req?.method).toBe('POST');
     expect(req?.url).toBe('/m2m_tokens');
     expect(req?.rawBody).toBe(
@@ -93,14 +76,14 @@ describe('requests', () => {
   });
 
   it('create sends every parameter, leaving claim keys as given', async () => {
-    server.reply(okReply('create'));
+    rig.server.reply(okReply('create'));
     await client().createToken({
       secondsUntilExpiration: 3600,
       claims: { camelKey: { innerKey: [1, 'two'] }, snake_key: true },
       tokenFormat: 'jwt',
       minRemainingTtlSeconds: 240,
     });
-    expect(server.requests[0]?.body).toStrictEqual({
+    expect(rig.server.requests[0]?.body).toStrictEqual({
       seconds_until_expiration: 3600,
       claims: { camelKey: { innerKey: [1, 'two'] }, snake_key: true },
       token_format: 'jwt',
@@ -109,9 +92,9 @@ describe('requests', () => {
   });
 
   it('create sends min_remaining_ttl_seconds: 0 when it is given', async () => {
-    server.reply(okReply('create'));
+    rig.server.reply(okReply('create'));
     await client().createToken({ minRemainingTtlSeconds: 0 });
-    expect(server.requests[0]?.body).toStrictEqual({
+    expect(rig.server.requests[0]?.body).toStrictEqual({
       seconds_until_expiration: null,
       claims: null,
       token_format: 'opaque',
@@ -120,10 +103,10 @@ describe('requests', () => {
   });
 
   it('revoke posts {"revocation_reason":null} by default, and the reason when given', async () => {
-    server.reply(okReply('revoke'), okReply('revoke'));
+    rig.server.reply(okReply('revoke'), okReply('revoke'));
     await client().revokeToken({ m2mTokenId: TOKEN_ID });
     await client().revokeToken({ m2mTokenId: TOKEN_ID, revocationReason: 'rotated' });
-    const [first, second] = server.requests;
+    const [first, second] = rig.server.requests;
     expect(first?.method).toBe('POST');
     expect(first?.url).toBe(`/m2m_tokens/${TOKEN_ID}/revoke`);
     expect(first?.rawBody).toBe('{"revocation_reason":null}');
@@ -132,24 +115,24 @@ describe('requests', () => {
   });
 
   it('revoke escapes the token id in the path', async () => {
-    server.reply(okReply('revoke'));
+    rig.server.reply(okReply('revoke'));
     await client().revokeToken({ m2mTokenId: 'mt_a/b?c' });
-    expect(server.requests[0]?.url).toBe('/m2m_tokens/mt_a%2Fb%3Fc/revoke');
+    expect(rig.server.requests[0]?.url).toBe('/m2m_tokens/mt_a%2Fb%3Fc/revoke');
   });
 
   it('verify posts {"token":"…"} exactly', async () => {
-    server.reply(okReply('verify'));
+    rig.server.reply(okReply('verify'));
     await client().verifyToken({ token: TOKEN });
-    const [req] = server.requests;
+    const [req] = rig.server.requests;
     expect(req?.method).toBe('POST');
     expect(req?.url).toBe('/m2m_tokens/verify');
     expect(req?.rawBody).toBe(`{"token":"${TOKEN}"}`);
   });
 
   it('list sends only the subject by default, as a GET without a body', async () => {
-    server.reply(okReply('list'));
+    rig.server.reply(okReply('list'));
     await client().listTokens({ subject: SUBJECT });
-    const [req] = server.requests;
+    const [req] = rig.server.requests;
     expect(req?.method).toBe('GET');
     expect(req?.path).toBe('/m2m_tokens');
     expect([...(req?.query.entries() ?? [])]).toEqual([['subject', SUBJECT]]);
@@ -158,7 +141,7 @@ describe('requests', () => {
   });
 
   it('list sends revoked, expired, limit and offset when given, even false and 0', async () => {
-    server.reply(okReply('list'));
+    rig.server.reply(okReply('list'));
     await client().listTokens({
       subject: SUBJECT,
       revoked: true,
@@ -166,7 +149,7 @@ describe('requests', () => {
       limit: 5,
       offset: 0,
     });
-    const query = server.requests[0]?.query;
+    const query = rig.server.requests[0]?.query;
     expect(Object.fromEntries(query?.entries() ?? [])).toEqual({
       subject: SUBJECT,
       revoked: 'true',
@@ -179,9 +162,9 @@ describe('requests', () => {
   it.each(['create', 'list', 'revoke', 'verify'] as const)(
     '%s sends the bearer key, the API version and the user agent',
     async (operation) => {
-      server.reply(okReply(operation));
+      rig.server.reply(okReply(operation));
       await OPERATIONS[operation](client());
-      const headers = server.requests[0]?.headers;
+      const headers = rig.server.requests[0]?.headers;
       expect(headers?.authorization).toBe(`Bearer ${MACHINE_KEY}`);
       expect(headers?.['clerk-api-version']).toBe('2026-05-12');
       expect(headers?.['user-agent']).toBe(`m2m-guard/${PACKAGE_VERSION}`);
@@ -189,11 +172,11 @@ describe('requests', () => {
   );
 
   it('apiVersion and userAgent override the defaults', async () => {
-    server.reply(okReply('verify'));
+    rig.server.reply(okReply('verify'));
     await client({ apiVersion: '2025-11-10', userAgent: 'billing-service/3.1' }).verifyToken({
       token: TOKEN,
     });
-    const headers = server.requests[0]?.headers;
+    const headers = rig.server.requests[0]?.headers;
     expect(headers?.['clerk-api-version']).toBe('2025-11-10');
     expect(headers?.['user-agent']).toBe('billing-service/3.1');
   });
@@ -203,12 +186,12 @@ describe('requests', () => {
     ['/v1/', '/v1'],
     ['/proxy/clerk', '/proxy/clerk'],
   ])('keeps the path prefix %s of apiUrl', async (prefix, expected) => {
-    server.replyAlways(okReply('verify'));
-    const c = client({ apiUrl: `${server.url}${prefix}` });
+    rig.server.replyAlways(okReply('verify'));
+    const c = client({ apiUrl: `${rig.server.url}${prefix}` });
     await c.verifyToken({ token: TOKEN });
-    server.reply(okReply('list'));
+    rig.server.reply(okReply('list'));
     await c.listTokens({ subject: SUBJECT });
-    expect(server.requests.map((r) => r.path)).toEqual([
+    expect(rig.server.requests.map((r) => r.path)).toEqual([
       `${expected}/m2m_tokens/verify`,
       `${expected}/m2m_tokens`,
     ]);
@@ -219,14 +202,14 @@ describe('keys', () => {
   it.each(['list', 'revoke', 'verify'] as const)(
     '%s uses the per-call key, then the machine key, then the instance key',
     async (operation) => {
-      server.replyAlways(okReply(operation));
+      rig.server.replyAlways(okReply(operation));
       const both = client({ secretKey: INSTANCE_KEY });
       const instanceOnly = client({ machineSecretKey: undefined, secretKey: INSTANCE_KEY });
       await OPERATIONS[operation](both, { machineSecretKey: OTHER_MACHINE_KEY });
       await OPERATIONS[operation](both);
       await OPERATIONS[operation](instanceOnly);
       await OPERATIONS[operation](instanceOnly, { machineSecretKey: OTHER_MACHINE_KEY });
-      expect(server.requests.map((r) => r.headers.authorization)).toEqual([
+      expect(rig.server.requests.map((r) => r.headers.authorization)).toEqual([
         `Bearer ${OTHER_MACHINE_KEY}`,
         `Bearer ${MACHINE_KEY}`,
         `Bearer ${INSTANCE_KEY}`,
@@ -236,13 +219,13 @@ describe('keys', () => {
   );
 
   it('create uses the per-call key, then the machine key, never the instance key', async () => {
-    server.replyAlways(okReply('create'));
+    rig.server.replyAlways(okReply('create'));
     const both = client({ secretKey: INSTANCE_KEY });
     const instanceOnly = client({ machineSecretKey: undefined, secretKey: INSTANCE_KEY });
     await both.createToken({ machineSecretKey: OTHER_MACHINE_KEY });
     await both.createToken();
     await instanceOnly.createToken({ machineSecretKey: OTHER_MACHINE_KEY });
-    expect(server.requests.map((r) => r.headers.authorization)).toEqual([
+    expect(rig.server.requests.map((r) => r.headers.authorization)).toEqual([
       `Bearer ${OTHER_MACHINE_KEY}`,
       `Bearer ${MACHINE_KEY}`,
       `Bearer ${OTHER_MACHINE_KEY}`,
@@ -255,7 +238,7 @@ describe('keys', () => {
     expect(err).toBeInstanceOf(M2MConfigError);
     expect((err as M2MConfigError).option).toBe('machineSecretKey');
     expect((err as Error).message).not.toContain(INSTANCE_KEY);
-    expect(server.requests).toHaveLength(0);
+    expect(rig.server.requests).toHaveLength(0);
   });
 
   it.each(['create', 'list', 'revoke', 'verify'] as const)(
@@ -266,7 +249,7 @@ describe('keys', () => {
       const err = await rejection(OPERATIONS[operation](keyless));
       expect(err).toBeInstanceOf(M2MConfigError);
       expect((err as M2MConfigError).option).toBe('machineSecretKey');
-      expect(server.requests).toHaveLength(0);
+      expect(rig.server.requests).toHaveLength(0);
     },
   );
 
@@ -279,7 +262,7 @@ describe('keys', () => {
       expect(err).toBeInstanceOf(M2MConfigError);
       expect((err as M2MConfigError).option).toBe('machineSecretKey');
       expect((err as Error).message).not.toContain(INSTANCE_KEY);
-      expect(server.requests).toHaveLength(0);
+      expect(rig.server.requests).toHaveLength(0);
     },
   );
 
@@ -293,7 +276,7 @@ describe('keys', () => {
     const err = await rejection(call());
     expect(err).toBeInstanceOf(M2MConfigError);
     expect((err as M2MConfigError).option).toBe(option);
-    expect(server.requests).toHaveLength(0);
+    expect(rig.server.requests).toHaveLength(0);
   });
 });
 
@@ -313,12 +296,12 @@ describe('results', () => {
   };
 
   it('create returns the camelCase token with its token string', async () => {
-    server.reply(okReply('create'));
+    rig.server.reply(okReply('create'));
     expect(await client().createToken()).toStrictEqual({ ...parsed, token: TOKEN });
   });
 
   it('verify returns the camelCase token and drops a token string the server sent', async () => {
-    server.reply({ body: tokenJson({ token: TOKEN }) });
+    rig.server.reply({ body: tokenJson({ token: TOKEN }) });
     const result = await client().verifyToken({ token: TOKEN });
     expect(result).toStrictEqual(parsed);
     expect('token' in result).toBe(false);
@@ -326,7 +309,7 @@ describe('results', () => {
   });
 
   it('revoke returns the revoked token', async () => {
-    server.reply(okReply('revoke'));
+    rig.server.reply(okReply('revoke'));
     expect(await client().revokeToken({ m2mTokenId: TOKEN_ID })).toStrictEqual({
       ...parsed,
       revoked: true,
@@ -342,7 +325,7 @@ describe('results', () => {
       expiration: null,
       last_used_at: null,
     });
-    server.reply({ body: { m2m_tokens: [tokenJson(), second], total_count: 7 } });
+    rig.server.reply({ body: { m2m_tokens: [tokenJson(), second], total_count: 7 } });
     expect(await client().listTokens({ subject: SUBJECT, limit: 2 })).toStrictEqual({
       data: [
         parsed,
@@ -360,7 +343,7 @@ describe('results', () => {
   });
 
   it('list accepts an empty page', async () => {
-    server.reply({ body: { m2m_tokens: [], total_count: 0 } });
+    rig.server.reply({ body: { m2m_tokens: [], total_count: 0 } });
     expect(await client().listTokens({ subject: SUBJECT })).toStrictEqual({
       data: [],
       totalCount: 0,
@@ -369,7 +352,7 @@ describe('results', () => {
 
   it('fills optional fields the server left out', async () => {
     const { scopes: _s, claims: _c, last_used_at: _l, ...minimal } = tokenJson();
-    server.reply({ body: minimal });
+    rig.server.reply({ body: minimal });
     const result = await client().verifyToken({ token: TOKEN });
     expect(result.scopes).toEqual([]);
     expect(result.claims).toBeNull();
@@ -378,11 +361,11 @@ describe('results', () => {
 
   describe('invalid_response', () => {
     async function invalid(operation: Operation, reply: Parameters<ScriptedServer['reply']>[0]) {
-      server.reply(reply);
+      rig.server.reply(reply);
       const err = await rejection(OPERATIONS[operation](client()));
       expect(err).toBeInstanceOf(M2MApiError);
       expect((err as M2MApiError).code).toBe('invalid_response');
-      expect(server.requests).toHaveLength(1);
+      expect(rig.server.requests).toHaveLength(1);
       return err as M2MApiError;
     }
 
@@ -469,10 +452,10 @@ describe('results', () => {
     it('accepts an answer of exactly 1 MiB and rejects one byte more', async () => {
       const exact = paddedToken(1024 * 1024);
       expect(Buffer.byteLength(exact)).toBe(1024 * 1024);
-      server.reply({ body: exact, headers: { 'content-type': 'application/json' } });
+      rig.server.reply({ body: exact, headers: { 'content-type': 'application/json' } });
       const result = await client().verifyToken({ token: TOKEN });
       expect(String(result.claims?.pad).length).toBeGreaterThan(1_000_000);
-      server.reply({ body: paddedToken(1024 * 1024 + 1) });
+      rig.server.reply({ body: paddedToken(1024 * 1024 + 1) });
       const err = await rejection(client().verifyToken({ token: TOKEN }));
       expect((err as M2MApiError).code).toBe('invalid_response');
     });
@@ -492,7 +475,7 @@ describe('error answers', () => {
     [503, 'ServerError', ServerError],
     [504, 'ServerError', ServerError],
   ])('%i is a %s', async (status, name, ErrorClass) => {
-    server.reply({
+    rig.server.reply({
       status,
       body: {
         errors: [
@@ -529,7 +512,7 @@ describe('error answers', () => {
   });
 
   it('a status without its own class is a plain M2MApiError', async () => {
-    server.reply({ status: 418, body: clerkError('teapot') });
+    rig.server.reply({ status: 418, body: clerkError('teapot') });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err.constructor).toBe(M2MApiError);
     expect(err.status).toBe(418);
@@ -537,7 +520,7 @@ describe('error answers', () => {
   });
 
   it('an error answer that is not JSON keeps its status and has no details', async () => {
-    server.reply({ status: 502, body: '<html>Bad gateway</html>' });
+    rig.server.reply({ status: 502, body: '<html>Bad gateway</html>' });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err).toBeInstanceOf(ServerError);
     expect(err.status).toBe(502);
@@ -546,7 +529,7 @@ describe('error answers', () => {
   });
 
   it('takes the trace id from cf-ray when the body has none, and prefers the body', async () => {
-    server.reply(
+    rig.server.reply(
       { status: 404, headers: { 'cf-ray': '8a1b2c3d4e5f-IAD' }, body: clerkError('not_found') },
       {
         status: 404,
@@ -561,14 +544,18 @@ describe('error answers', () => {
   });
 
   it('has no trace id and no retryAfter when the answer gives none', async () => {
-    server.reply({ status: 400, body: clerkError('bad_request') });
+    rig.server.reply({ status: 400, body: clerkError('bad_request') });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err.clerkTraceId).toBeUndefined();
     expect(err.retryAfter).toBeUndefined();
   });
 
   it('reads Retry-After as delta-seconds', async () => {
-    server.reply({ status: 429, headers: { 'retry-after': '30' }, body: clerkError('too_many') });
+    rig.server.reply({
+      status: 429,
+      headers: { 'retry-after': '30' },
+      body: clerkError('too_many'),
+    });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err).toBeInstanceOf(RateLimitError);
     expect(err.retryAfter).toBe(30);
@@ -576,14 +563,14 @@ describe('error answers', () => {
 
   it('reads Retry-After as an HTTP date', async () => {
     const date = new Date(Date.now() + 120_000).toUTCString();
-    server.reply({ status: 503, headers: { 'retry-after': date }, body: clerkError('down') });
+    rig.server.reply({ status: 503, headers: { 'retry-after': date }, body: clerkError('down') });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err.retryAfter).toBeGreaterThanOrEqual(118);
     expect(err.retryAfter).toBeLessThanOrEqual(121);
   });
 
   it('toJSON carries the fields', async () => {
-    server.reply({
+    rig.server.reply({
       status: 429,
       headers: { 'retry-after': '7', 'cf-ray': 'ray-1' },
       body: clerkError('rate_limited', 'slow down'),
@@ -611,15 +598,15 @@ describe('no answer', () => {
   });
 
   it('a reset mid-body is an M2MNetworkError', async () => {
-    server.reply({ body: tokenJson(), partialBytes: 30 });
+    rig.server.reply({ body: tokenJson(), partialBytes: 30 });
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MNetworkError;
     expect(err).toBeInstanceOf(M2MNetworkError);
     expect(err.status).toBeUndefined();
-    expect(server.requests).toHaveLength(1);
+    expect(rig.server.requests).toHaveLength(1);
   });
 
   it('a socket closed with no answer is an M2MNetworkError', async () => {
-    server.reply({ destroy: true });
+    rig.server.reply({ destroy: true });
     const err = await rejection(client().listTokens({ subject: SUBJECT }));
     expect(err).toBeInstanceOf(M2MNetworkError);
   });
@@ -627,22 +614,22 @@ describe('no answer', () => {
 
 describe('onRevoke', () => {
   it('is called after a successful revoke with { id, apiUrl }', async () => {
-    const c = client({ apiUrl: `${server.url}/v1/` });
+    const c = client({ apiUrl: `${rig.server.url}/v1/` });
     const events: RevokedTokenEvent[] = [];
     let eventsBeforeAnswer = -1;
-    server.reply(() => {
+    rig.server.reply(() => {
       eventsBeforeAnswer = events.length;
       return okReply('revoke');
     });
     c.onRevoke((event) => events.push(event));
     await c.revokeToken({ m2mTokenId: TOKEN_ID });
     expect(eventsBeforeAnswer).toBe(0);
-    expect(server.requests[0]?.path).toBe(`/v1/m2m_tokens/${TOKEN_ID}/revoke`);
-    expect(events).toEqual([{ id: TOKEN_ID, apiUrl: `${server.url}/v1` }]);
+    expect(rig.server.requests[0]?.path).toBe(`/v1/m2m_tokens/${TOKEN_ID}/revoke`);
+    expect(events).toEqual([{ id: TOKEN_ID, apiUrl: `${rig.server.url}/v1` }]);
   });
 
   it('calls every listener, and an unsubscribed one no more', async () => {
-    server.replyAlways(okReply('revoke'));
+    rig.server.replyAlways(okReply('revoke'));
     const c = client();
     const a: string[] = [];
     const b: string[] = [];
@@ -656,7 +643,7 @@ describe('onRevoke', () => {
   });
 
   it('is not called when revoke fails', async () => {
-    server.reply(
+    rig.server.reply(
       { status: 404, body: clerkError('not_found') },
       { status: 503, body: clerkError('unavailable') },
       { body: { ok: true } },
@@ -668,12 +655,12 @@ describe('onRevoke', () => {
     for (let i = 0; i < 4; i++) {
       await expect(c.revokeToken({ m2mTokenId: TOKEN_ID })).rejects.toBeInstanceOf(M2MApiError);
     }
-    expect(server.requests).toHaveLength(4);
+    expect(rig.server.requests).toHaveLength(4);
     expect(events).toEqual([]);
   });
 
   it('is not called by other operations', async () => {
-    server.reply(okReply('verify'), okReply('list'), okReply('create'));
+    rig.server.reply(okReply('verify'), okReply('list'), okReply('create'));
     const c = client();
     const events: RevokedTokenEvent[] = [];
     c.onRevoke((event) => events.push(event));
@@ -686,26 +673,30 @@ describe('onRevoke', () => {
 
 describe('close', () => {
   it("closes the client's own pool: a later call fails without reaching the server", async () => {
-    server.replyAlways(okReply('verify'));
+    rig.server.replyAlways(okReply('verify'));
     // Not tracked: this test closes the client itself.
-    const c = createM2MClient({ apiUrl: server.url, machineSecretKey: MACHINE_KEY, retry: false });
+    const c = createM2MClient({
+      apiUrl: rig.server.url,
+      machineSecretKey: MACHINE_KEY,
+      retry: false,
+    });
     await c.verifyToken({ token: TOKEN });
     await c.close();
     const err = await rejection(c.verifyToken({ token: TOKEN }));
     expect(err).toBeInstanceOf(M2MNetworkError);
-    expect(server.requests).toHaveLength(1);
+    expect(rig.server.requests).toHaveLength(1);
   });
 
   // Doubtful: a second close() rejects with undici's ClientDestroyedError (the emulator's close()
   // is idempotent; a shutdown hook plus a test teardown both closing the client is common).
   it('close() can be called twice', async () => {
-    const c = createM2MClient({ apiUrl: server.url, machineSecretKey: MACHINE_KEY });
+    const c = createM2MClient({ apiUrl: rig.server.url, machineSecretKey: MACHINE_KEY });
     await c.close();
     await expect(c.close()).resolves.toBeUndefined();
   });
 
   it('leaves a dispatcher that was passed in open', async () => {
-    server.replyAlways(okReply('verify'));
+    rig.server.replyAlways(okReply('verify'));
     const agent = track(new Agent());
     const first = client({ dispatcher: agent });
     await first.verifyToken({ token: TOKEN });
@@ -714,17 +705,17 @@ describe('close', () => {
     expect(agent.destroyed).toBe(false);
     const second = client({ dispatcher: agent });
     await second.verifyToken({ token: TOKEN });
-    expect(server.requests).toHaveLength(2);
+    expect(rig.server.requests).toHaveLength(2);
   });
 
   it('sends requests through the dispatcher that was passed in', async () => {
-    server.replyAlways(okReply('verify'));
+    rig.server.replyAlways(okReply('verify'));
     const agent = new Agent();
     const c = client({ dispatcher: agent });
     await agent.close();
     const err = await rejection(c.verifyToken({ token: TOKEN }));
     expect(err).toBeInstanceOf(M2MNetworkError);
-    expect(server.requests).toHaveLength(0);
+    expect(rig.server.requests).toHaveLength(0);
   });
 });
 
@@ -732,11 +723,11 @@ describe('getJwks', () => {
   const jwks = { keys: [{ kty: 'RSA', kid: 'ins_1', n: 'abc', e: 'AQAB', use: 'sig' }] };
 
   it('GETs /v1/jwks with the instance key, even when a machine key is set', async () => {
-    server.reply({ body: jwks });
+    rig.server.reply({ body: jwks });
     const c = client({ secretKey: INSTANCE_KEY });
     expect(c.hasSecretKey).toBe(true);
     expect(await c.getJwks()).toStrictEqual(jwks);
-    const [req] = server.requests;
+    const [req] = rig.server.requests;
     expect(req?.method).toBe('GET');
     expect(req?.url).toBe('/v1/jwks');
     expect(req?.headers.authorization).toBe(`Bearer ${INSTANCE_KEY}`);
@@ -748,7 +739,7 @@ describe('getJwks', () => {
     const err = await rejection(c.getJwks());
     expect(err).toBeInstanceOf(M2MConfigError);
     expect((err as M2MConfigError).option).toBe('secretKey');
-    expect(server.requests).toHaveLength(0);
+    expect(rig.server.requests).toHaveLength(0);
   });
 
   it.each([
@@ -757,26 +748,26 @@ describe('getJwks', () => {
     ['with a key without kty', { keys: [{ kid: 'x' }] }],
     ['with a key that is not an object', { keys: ['x'] }],
   ])('an answer %s is invalid_response', async (_label, body) => {
-    server.reply({ body });
+    rig.server.reply({ body });
     const err = await rejection(client({ secretKey: INSTANCE_KEY }).getJwks());
     expect((err as M2MApiError).code).toBe('invalid_response');
   });
 
   it('is retried on 503 and maps errors like the other calls', async () => {
-    server.reply({ status: 503, body: clerkError('down') }, { body: jwks });
+    rig.server.reply({ status: 503, body: clerkError('down') }, { body: jwks });
     const c = client({ secretKey: INSTANCE_KEY, retry: { minDelayMs: 1, maxDelayMs: 5 } });
     expect(await c.getJwks()).toStrictEqual(jwks);
-    server.reply({ status: 401, body: clerkError('clerk_key_invalid') });
+    rig.server.reply({ status: 401, body: clerkError('clerk_key_invalid') });
     await expect(c.getJwks()).rejects.toBeInstanceOf(AuthenticationError);
-    expect(server.requests).toHaveLength(3);
+    expect(rig.server.requests).toHaveLength(3);
   });
 
   // Bug (doubtful): the M2M routes keep a `/v1` prefix of apiUrl (`/v1/m2m_tokens`), but the
   // JWKS path already starts with `/v1`, so apiUrl `…/v1` makes getJwks ask for `/v1/v1/jwks`.
   it('does not double a /v1 prefix of apiUrl', async () => {
-    server.reply({ body: jwks });
-    await client({ apiUrl: `${server.url}/v1`, secretKey: INSTANCE_KEY }).getJwks();
-    expect(server.requests[0]?.path).toBe('/v1/jwks');
+    rig.server.reply({ body: jwks });
+    await client({ apiUrl: `${rig.server.url}/v1`, secretKey: INSTANCE_KEY }).getJwks();
+    expect(rig.server.requests[0]?.path).toBe('/v1/jwks');
   });
 });
 
@@ -793,7 +784,7 @@ describe('deriveKey', () => {
       false,
     );
     expect(
-      client({ apiUrl: `${server.url}/v1` })
+      client({ apiUrl: `${rig.server.url}/v1` })
         .deriveKey('cache')
         ?.equals(key!),
     ).toBe(false);

@@ -2,6 +2,8 @@
 import { Writable } from 'node:stream';
 import { type Logger, pino } from 'pino';
 import { afterEach, beforeEach } from 'vitest';
+import { createM2MClient, type M2MClient, type M2MClientOptions } from '../../src/client/index.js';
+import { type ScriptedServer, startScriptedServer } from '../helpers/scripted-server.js';
 
 export const MACHINE_KEY = 'ak_test_machineSecret_7f3c9a1e5b2d4c6e8a0b';
 export const OTHER_MACHINE_KEY = 'ak_test_otherMachine_1a2b3c4d5e6f7a8b9c0d';
@@ -101,4 +103,22 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error('expected the promise to reject, but it resolved');
+}
+
+/**
+ * A scripted server started before each test, and `client(options)` building a client aimed
+ * at it with the file's `defaults`; both are closed after the test. `rig.server` is the
+ * current test's server.
+ */
+export function useScriptedClient(defaults: M2MClientOptions) {
+  const track = useCleanup();
+  const rig = {
+    server: undefined as unknown as ScriptedServer,
+    client: (options: M2MClientOptions = {}): M2MClient =>
+      track(createM2MClient({ apiUrl: rig.server.url, ...defaults, ...options })),
+  };
+  beforeEach(async () => {
+    rig.server = track(await startScriptedServer());
+  });
+  return rig;
 }

@@ -1,19 +1,12 @@
 import { inspect } from 'node:util';
-import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  createM2MClient,
-  M2MApiError,
-  type M2MClient,
-  type M2MClientOptions,
-} from '../../src/client/index.js';
+import { describe, expect, it } from 'vitest';
+import { M2MApiError, type M2MClient } from '../../src/client/index.js';
 import { M2MConfigError } from '../../src/shared/config-error.js';
 import {
   type RecordedRequest,
   refusedUrl,
   type ScriptedHandler,
   type ScriptedReply,
-  type ScriptedServer,
-  startScriptedServer,
 } from '../helpers/scripted-server.js';
 import {
   captureLogger,
@@ -28,10 +21,11 @@ import {
   TOKEN_ID,
   tokenJson,
   useCleanup,
+  useScriptedClient,
 } from './fixtures.js';
 
 isolateClerkEnv();
-const track = useCleanup();
+const _track = useCleanup();
 
 const SECRETS = [MACHINE_KEY, OTHER_MACHINE_KEY, INSTANCE_KEY, TOKEN];
 /** Every secret the tests use, whether or not a call sends it. */
@@ -84,22 +78,12 @@ function expectNoSecrets(err: unknown): void {
   }
 }
 
-let server: ScriptedServer;
-beforeEach(async () => {
-  server = track(await startScriptedServer());
+const rig = useScriptedClient({
+  machineSecretKey: MACHINE_KEY,
+  secretKey: INSTANCE_KEY,
+  retry: false,
 });
-
-function client(options: M2MClientOptions = {}): M2MClient {
-  return track(
-    createM2MClient({
-      apiUrl: server.url,
-      machineSecretKey: MACHINE_KEY,
-      secretKey: INSTANCE_KEY,
-      retry: false,
-      ...options,
-    }),
-  );
-}
+const client = rig.client;
 
 type Call = (c: M2MClient) => Promise<unknown>;
 const CALLS: Record<string, Call> = {
@@ -119,7 +103,7 @@ const CALL_NAMES = Object.keys(CALLS);
 describe('error answers that echo the secrets', () => {
   for (const status of [400, 401, 403, 404, 409, 429, 500, 503]) {
     it.each(CALL_NAMES)(`${status}, %s`, async (name) => {
-      server.reply(echoReply(status, { headers: { 'retry-after': '120', 'cf-ray': 'ray-1' } }));
+      rig.server.reply(echoReply(status, { headers: { 'retry-after': '120', 'cf-ray': 'ray-1' } }));
       const err = await rejection(CALLS[name]!(client()));
       expect(err).toBeInstanceOf(M2MApiError);
       expect((err as M2MApiError).status).toBe(status);
@@ -131,14 +115,14 @@ describe('error answers that echo the secrets', () => {
   }
 
   it('after retries, the last error is redacted too', async () => {
-    server.replyAlways(echoReply(503));
+    rig.server.replyAlways(echoReply(503));
     const err = await rejection(client({ retry: FAST_RETRY }).verifyToken({ token: TOKEN }));
-    expect(server.requests).toHaveLength(3);
+    expect(rig.server.requests).toHaveLength(3);
     expectNoSecrets(err);
   });
 
   it('keeps the non-secret parts of the echo', async () => {
-    server.reply(echoReply(400));
+    rig.server.reply(echoReply(400));
     const err = (await rejection(client().verifyToken({ token: TOKEN }))) as M2MApiError;
     expect(err.code).toBe('bad_[redacted]');
     expect(err.errors[0]).toEqual({
@@ -168,7 +152,7 @@ describe('invalid answers that carry the secrets', () => {
   ];
   for (const [label, reply] of cases) {
     it.each(CALL_NAMES)(`${label}, %s`, async (name) => {
-      server.reply(reply);
+      rig.server.reply(reply);
       const err = await rejection(CALLS[name]!(client()));
       expect(err).toBeInstanceOf(M2MApiError);
       expectNoSecrets(err);
@@ -176,7 +160,7 @@ describe('invalid answers that carry the secrets', () => {
   }
 
   it('a create answer without a token string', async () => {
-    server.reply({ status: 201, body: tokenJson({ claims: { echo: ECHO } }) });
+    rig.server.reply({ status: 201, body: tokenJson({ claims: { echo: ECHO } }) });
     const err = await rejection(client().createToken());
     expect((err as M2MApiError).code).toBe('invalid_response');
     expectNoSecrets(err);
@@ -190,17 +174,17 @@ describe('no answer', () => {
   });
 
   it.each(CALL_NAMES)('socket closed, %s', async (name) => {
-    server.reply({ destroy: true });
+    rig.server.reply({ destroy: true });
     expectNoSecrets(await rejection(CALLS[name]!(client())));
   });
 
   it.each(CALL_NAMES)('reset mid-body, %s', async (name) => {
-    server.reply((req) => ({ body: echoBody(req), partialBytes: 60 }));
+    rig.server.reply((req) => ({ body: echoBody(req), partialBytes: 60 }));
     expectNoSecrets(await rejection(CALLS[name]!(client())));
   });
 
   it.each(CALL_NAMES)('timeout, %s', async (name) => {
-    server.reply((req) => ({ body: echoBody(req), delayMs: 300 }));
+    rig.server.reply((req) => ({ body: echoBody(req), delayMs: 300 }));
     expectNoSecrets(await rejection(CALLS[name]!(client({ timeoutMs: 50 }))));
   });
 });
@@ -216,7 +200,7 @@ describe('configuration errors', () => {
       expect(err).toBeInstanceOf(M2MConfigError);
       expectNoSecrets(err);
     }
-    expect(server.requests).toHaveLength(0);
+    expect(rig.server.requests).toHaveLength(0);
   });
 
   it('create without a machine key does not repeat the instance key', async () => {
@@ -231,7 +215,7 @@ describe('logging', () => {
     const { logger, lines } = captureLogger();
     const c = client({ logger, retry: FAST_RETRY, timeoutMs: 200 });
     const created = tokenJson({ token: TOKEN, claims: { echo: ECHO } });
-    server.reply(
+    rig.server.reply(
       // create: 429 then created
       echoReply(429, { headers: { 'retry-after': '0' } }),
       { status: 201, body: created },
@@ -266,7 +250,7 @@ describe('logging', () => {
     await rejection(refused.createToken());
     await rejection(refused.verifyToken({ token: TOKEN }));
 
-    expect(server.requests).toHaveLength(14);
+    expect(rig.server.requests).toHaveLength(14);
     // The run was logged, retries included.
     expect(lines.length).toBeGreaterThanOrEqual(20);
     expect(lines.filter((line) => line.includes('retrying')).length).toBeGreaterThanOrEqual(7);
