@@ -14,7 +14,7 @@ import {
 } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import { createM2MClient, type M2MClient, type M2MToken } from '../../src/client/index.js';
 import { type Emulator, type EmulatorOptions, startEmulator } from '../../src/emulator/index.js';
 import { InvalidTokenError, type InvalidTokenReason } from '../../src/verifier/index.js';
@@ -365,4 +365,29 @@ export function setEnv(name: string, value: string | undefined): () => void {
     if (had) process.env[name] = previous;
     else delete process.env[name];
   };
+}
+
+/**
+ * The lifecycle most JWT test files share: one emulator per file (a key pair is slow to
+ * generate), reset before each test; `tracker` closes what a test opened; CLERK_JWT_KEY is
+ * blanked, since one in the shell would change which keys every verifier here trusts.
+ */
+export function useJwtSuite(): { tracker: ReturnType<typeof createTracker>; setup: EmulatorSetup } {
+  const tracker = createTracker();
+  const suite = createTracker();
+  const ctx = { tracker, setup: undefined as unknown as EmulatorSetup };
+  let restoreEnv = () => {};
+  beforeAll(async () => {
+    ctx.setup = await setupEmulator(suite);
+  });
+  afterAll(() => suite.closeAll());
+  beforeEach(() => {
+    ctx.setup.reset();
+    restoreEnv = setEnv('CLERK_JWT_KEY', undefined);
+  });
+  afterEach(async () => {
+    await tracker.closeAll();
+    restoreEnv();
+  });
+  return ctx;
 }

@@ -6,7 +6,7 @@
  */
 import express from 'express';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { m2mAuth } from '../../src/middleware/index.js';
 import {
   createTokenVerifier,
@@ -15,41 +15,21 @@ import {
   VerifierUnavailableError,
 } from '../../src/verifier/index.js';
 import {
-  createTracker,
   decodeJwt,
-  type EmulatorSetup,
   expectInvalid,
   m2mHeader,
   randomKid,
   rs,
   type SwitchableProxy,
-  setEnv,
   setupEmulator,
   sharedRsaPair,
   signJwt,
   startProxy,
+  useJwtSuite,
 } from './helpers.js';
 
-const tracker = createTracker();
-const suite = createTracker();
-let setup: EmulatorSetup;
-let restoreEnv: () => void;
-
-beforeAll(async () => {
-  setup = await setupEmulator(suite);
-});
-
-afterAll(() => suite.closeAll());
-
-beforeEach(() => {
-  setup.reset();
-  restoreEnv = setEnv('CLERK_JWT_KEY', undefined);
-});
-
-afterEach(async () => {
-  await tracker.closeAll();
-  restoreEnv();
-});
+const jwtSuite = useJwtSuite();
+const { tracker } = jwtSuite;
 
 const REFRESH_MIN_MS = 30_000;
 
@@ -57,9 +37,9 @@ function verifierAt(apiUrl: string, options: TokenVerifierOptions = {}): TokenVe
   return tracker.track(
     createTokenVerifier({
       apiUrl,
-      secretKey: setup.emulator.instanceSecretKey,
-      machineId: setup.apiId,
-      now: setup.clock,
+      secretKey: jwtSuite.setup.emulator.instanceSecretKey,
+      machineId: jwtSuite.setup.apiId,
+      now: jwtSuite.setup.clock,
       retry: false,
       ...options,
     }),
@@ -68,96 +48,96 @@ function verifierAt(apiUrl: string, options: TokenVerifierOptions = {}): TokenVe
 
 /** A token shaped like the emulator's, for the right machine, signed by a key the JWKS lacks. */
 async function forgedWithKid(kid = randomKid()): Promise<string> {
-  const { token } = await setup.mintJwt();
+  const { token } = await jwtSuite.setup.mintJwt();
   const { payload } = decodeJwt(token);
   return signJwt(m2mHeader(kid), payload, rs(sharedRsaPair('attacker').privateKey));
 }
 
 describe('unknown kid', () => {
   it('makes one JWKS refetch, then the token is refused as unknown', async () => {
-    const verifier = verifierAt(setup.emulator.url);
-    const good = await setup.mintJwt();
+    const verifier = verifierAt(jwtSuite.setup.emulator.url);
+    const good = await jwtSuite.setup.mintJwt();
     await verifier.verify(good.token);
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
 
-    setup.clock.advance(REFRESH_MIN_MS + 1);
+    jwtSuite.setup.clock.advance(REFRESH_MIN_MS + 1);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
 
-    expect(setup.emulator.calls.jwks).toBe(2);
-    expect(setup.emulator.calls.verify).toBe(0);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(2);
+    expect(jwtSuite.setup.emulator.calls.verify).toBe(0);
   });
 
   it('a first token with an unknown kid makes one fetch on a cold verifier', async () => {
-    const verifier = verifierAt(setup.emulator.url);
+    const verifier = verifierAt(jwtSuite.setup.emulator.url);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
     // The keys are now in hand: a good token needs no more fetch.
-    await verifier.verify((await setup.mintJwt()).token);
-    expect(setup.emulator.calls.jwks).toBe(1);
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
   });
 
   it('50 forged kids within jwksRefreshMinMs (default 30 s) make one more JWKS request in all', async () => {
-    const verifier = verifierAt(setup.emulator.url);
-    await verifier.verify((await setup.mintJwt()).token);
-    expect(setup.emulator.calls.jwks).toBe(1);
-    setup.clock.advance(REFRESH_MIN_MS + 1);
+    const verifier = verifierAt(jwtSuite.setup.emulator.url);
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
+    jwtSuite.setup.clock.advance(REFRESH_MIN_MS + 1);
 
     const forged = await Promise.all(Array.from({ length: 50 }, () => forgedWithKid()));
     // Half at once, half one after the other, the clock moving within the window.
     await Promise.all(forged.slice(0, 25).map((t) => expectInvalid(verifier.verify(t), 'unknown')));
     for (const token of forged.slice(25)) {
-      setup.clock.advance(500);
+      jwtSuite.setup.clock.advance(500);
       await expectInvalid(verifier.verify(token), 'unknown');
     }
-    expect(setup.emulator.calls.jwks).toBe(2);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(2);
 
     // Past jwksRefreshMinMs since the last fetch: one more refetch is allowed, and only one.
-    setup.clock.advance(REFRESH_MIN_MS);
+    jwtSuite.setup.clock.advance(REFRESH_MIN_MS);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(3);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(3);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(3);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(3);
 
     // Good tokens kept verifying all along, with the keys in hand.
-    await expect(verifier.verify((await setup.mintJwt()).token)).resolves.toBeDefined();
-    expect(setup.emulator.calls.jwks).toBe(3);
-    expect(setup.emulator.calls.verify).toBe(0);
+    await expect(verifier.verify((await jwtSuite.setup.mintJwt()).token)).resolves.toBeDefined();
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(3);
+    expect(jwtSuite.setup.emulator.calls.verify).toBe(0);
   });
 
   it('50 concurrent forged kids on a cold verifier share a single fetch', async () => {
-    const verifier = verifierAt(setup.emulator.url);
+    const verifier = verifierAt(jwtSuite.setup.emulator.url);
     const forged = await Promise.all(Array.from({ length: 50 }, () => forgedWithKid()));
     await Promise.all(forged.map((t) => expectInvalid(verifier.verify(t), 'unknown')));
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
   });
 
   it('follows a custom jwksRefreshMinMs', async () => {
-    const verifier = verifierAt(setup.emulator.url, { jwksRefreshMinMs: 1_000 });
-    await verifier.verify((await setup.mintJwt()).token);
-    setup.clock.advance(999);
+    const verifier = verifierAt(jwtSuite.setup.emulator.url, { jwksRefreshMinMs: 1_000 });
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
+    jwtSuite.setup.clock.advance(999);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(1);
-    setup.clock.advance(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
+    jwtSuite.setup.clock.advance(1);
     await expectInvalid(verifier.verify(await forgedWithKid()), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(2);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(2);
   });
 
   it('the same forged token repeated is answered from the negative cache, not the JWKS', async () => {
-    const verifier = verifierAt(setup.emulator.url, { jwksRefreshMinMs: 0 });
+    const verifier = verifierAt(jwtSuite.setup.emulator.url, { jwksRefreshMinMs: 0 });
     const forged = await forgedWithKid();
     for (let i = 0; i < 5; i++) await expectInvalid(verifier.verify(forged), 'unknown');
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
     expect(verifier.stats()).toMatchObject({ misses: 1, negativeHits: 4 });
   });
 });
 
 describe('key age', () => {
   it('keys older than 5 minutes are refetched on the next new token', async () => {
-    const verifier = verifierAt(setup.emulator.url);
-    await verifier.verify((await setup.mintJwt()).token);
-    setup.clock.advance(5 * 60_000 + 1);
-    await verifier.verify((await setup.mintJwt()).token);
-    expect(setup.emulator.calls.jwks).toBe(2);
+    const verifier = verifierAt(jwtSuite.setup.emulator.url);
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
+    jwtSuite.setup.clock.advance(5 * 60_000 + 1);
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(2);
   });
 });
 
@@ -165,19 +145,19 @@ describe('JWKS unavailable', () => {
   let proxy: SwitchableProxy;
 
   beforeEach(async () => {
-    proxy = tracker.track(await startProxy(setup.emulator.url));
+    proxy = tracker.track(await startProxy(jwtSuite.setup.emulator.url));
   });
 
   it('the proxy passes the JWKS through while up (control)', async () => {
     const verifier = verifierAt(proxy.url);
-    await expect(verifier.verify((await setup.mintJwt()).token)).resolves.toBeDefined();
+    await expect(verifier.verify((await jwtSuite.setup.mintJwt()).token)).resolves.toBeDefined();
     expect(proxy.jwksRequests).toBe(1);
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
   });
 
   it('a 503 with no key in hand is VerifierUnavailableError, and that outcome is not cached', async () => {
     const verifier = verifierAt(proxy.url);
-    const minted = await setup.mintJwt();
+    const minted = await jwtSuite.setup.mintJwt();
     proxy.down = true;
 
     const err = await verifier.verify(minted.token).then(
@@ -190,7 +170,7 @@ describe('JWKS unavailable', () => {
 
     // Clerk is back and the refresh interval has passed: the same token verifies.
     proxy.down = false;
-    setup.clock.advance(REFRESH_MIN_MS + 1);
+    jwtSuite.setup.clock.advance(REFRESH_MIN_MS + 1);
     await expect(verifier.verify(minted.token)).resolves.toMatchObject({ id: minted.id });
     expect(proxy.jwksRequests).toBe(2);
   });
@@ -219,25 +199,27 @@ describe('JWKS unavailable', () => {
   });
 
   it('a JWKS refused to a wrong instance key is unavailable (misconfigured), not invalid', async () => {
-    const verifier = verifierAt(setup.emulator.url, { secretKey: 'sk_test_not_this_instance' });
-    const err = await verifier.verify((await setup.mintJwt()).token).then(
+    const verifier = verifierAt(jwtSuite.setup.emulator.url, {
+      secretKey: 'sk_test_not_this_instance',
+    });
+    const err = await verifier.verify((await jwtSuite.setup.mintJwt()).token).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(VerifierUnavailableError);
     expect((err as VerifierUnavailableError).reason).toBe('misconfigured');
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
     expect(verifier.stats().size).toBe(0);
   });
 
   it('a second JWT during the same outage is still unavailable, never invalid', async () => {
     const verifier = verifierAt(proxy.url);
-    const first = await setup.mintJwt();
-    const second = await setup.mintJwt();
+    const first = await jwtSuite.setup.mintJwt();
+    const second = await jwtSuite.setup.mintJwt();
     proxy.down = true;
 
     await expect(verifier.verify(first.token)).rejects.toBeInstanceOf(VerifierUnavailableError);
-    setup.clock.advance(1_000);
+    jwtSuite.setup.clock.advance(1_000);
     // No key has ever been read: nothing says this token is bad.
     await expect(verifier.verify(second.token)).rejects.toBeInstanceOf(VerifierUnavailableError);
     await expect(verifier.verify(first.token)).rejects.toBeInstanceOf(VerifierUnavailableError);
@@ -245,12 +227,12 @@ describe('JWKS unavailable', () => {
 
   it('a good token is not refused as invalid right after the JWKS comes back', async () => {
     const verifier = verifierAt(proxy.url);
-    const minted = await setup.mintJwt();
+    const minted = await jwtSuite.setup.mintJwt();
     proxy.down = true;
     await expect(verifier.verify(minted.token)).rejects.toBeInstanceOf(VerifierUnavailableError);
 
     proxy.down = false;
-    setup.clock.advance(1_000);
+    jwtSuite.setup.clock.advance(1_000);
     // Either verified now or, if the refetch is throttled, still "unavailable": never 401.
     const outcome = await verifier.verify(minted.token).then(
       () => 'verified',
@@ -261,12 +243,12 @@ describe('JWKS unavailable', () => {
 
   it('with keys in hand, a failed refresh does not stop verification', async () => {
     const verifier = verifierAt(proxy.url);
-    await verifier.verify((await setup.mintJwt()).token);
+    await verifier.verify((await jwtSuite.setup.mintJwt()).token);
     expect(proxy.jwksRequests).toBe(1);
 
     proxy.down = true;
-    setup.clock.advance(5 * 60_000 + 1); // the keys are stale: a refresh is tried, and fails
-    const fresh = await setup.mintJwt();
+    jwtSuite.setup.clock.advance(5 * 60_000 + 1); // the keys are stale: a refresh is tried, and fails
+    const fresh = await jwtSuite.setup.mintJwt();
     await expect(verifier.verify(fresh.token)).resolves.toMatchObject({ id: fresh.id });
     expect(proxy.jwksRequests).toBe(2);
   });
@@ -275,9 +257,9 @@ describe('JWKS unavailable', () => {
     const middleware = tracker.track(
       m2mAuth({
         apiUrl: proxy.url,
-        secretKey: setup.emulator.instanceSecretKey,
-        machineId: setup.apiId,
-        now: setup.clock,
+        secretKey: jwtSuite.setup.emulator.instanceSecretKey,
+        machineId: jwtSuite.setup.apiId,
+        now: jwtSuite.setup.clock,
         retry: false,
       }),
     );
@@ -288,7 +270,7 @@ describe('JWKS unavailable', () => {
       seen += 1;
       res.json(req.m2m ?? null);
     });
-    const minted = await setup.mintJwt();
+    const minted = await jwtSuite.setup.mintJwt();
     proxy.down = true;
 
     const refused = await request(app).get('/').set('Authorization', `Bearer ${minted.token}`);
@@ -297,10 +279,10 @@ describe('JWKS unavailable', () => {
     expect(seen).toBe(0);
 
     proxy.down = false;
-    setup.clock.advance(REFRESH_MIN_MS + 1);
+    jwtSuite.setup.clock.advance(REFRESH_MIN_MS + 1);
     const accepted = await request(app).get('/').set('Authorization', `Bearer ${minted.token}`);
     expect(accepted.status).toBe(200);
-    expect(accepted.body).toMatchObject({ id: minted.id, subject: setup.callerId });
+    expect(accepted.body).toMatchObject({ id: minted.id, subject: jwtSuite.setup.callerId });
     expect(seen).toBe(1);
   });
 });

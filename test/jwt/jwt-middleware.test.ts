@@ -6,43 +6,19 @@
 import type { IncomingMessage } from 'node:http';
 import express from 'express';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type M2MAuthOptions, type M2MRequestAuth, m2mAuth } from '../../src/middleware/index.js';
 import { M2MConfigError } from '../../src/shared/config-error.js';
-import {
-  closedPortUrl,
-  createTracker,
-  decodeJwt,
-  type EmulatorSetup,
-  ecPair,
-  setEnv,
-  setupEmulator,
-} from './helpers.js';
+import { closedPortUrl, decodeJwt, ecPair, useJwtSuite } from './helpers.js';
 
-const tracker = createTracker();
-const suite = createTracker();
-let setup: EmulatorSetup;
-let restoreEnv: () => void;
-
-beforeAll(async () => {
-  setup = await setupEmulator(suite);
-});
-
-afterAll(() => suite.closeAll());
-
-beforeEach(() => {
-  setup.reset();
-  restoreEnv = setEnv('CLERK_JWT_KEY', undefined);
-});
-
-afterEach(async () => {
-  await tracker.closeAll();
-  restoreEnv();
-});
+const jwtSuite = useJwtSuite();
+const { tracker } = jwtSuite;
 
 /** An Express app behind `m2mAuth(options)`; its route answers `req.m2m` and records it. */
 function appWith(options: M2MAuthOptions) {
-  const middleware = tracker.track(m2mAuth({ now: setup.clock, retry: false, ...options }));
+  const middleware = tracker.track(
+    m2mAuth({ now: jwtSuite.setup.clock, retry: false, ...options }),
+  );
   const seen: (M2MRequestAuth | undefined)[] = [];
   const app = express();
   app.use(middleware);
@@ -57,9 +33,9 @@ function appWith(options: M2MAuthOptions) {
 /** Verifying as `api` with the instance key: the usual set-up for JWT tokens. */
 const asApi = (options: M2MAuthOptions = {}) =>
   appWith({
-    apiUrl: setup.emulator.url,
-    secretKey: setup.emulator.instanceSecretKey,
-    machineId: setup.apiId,
+    apiUrl: jwtSuite.setup.emulator.url,
+    secretKey: jwtSuite.setup.emulator.instanceSecretKey,
+    machineId: jwtSuite.setup.apiId,
     ...options,
   });
 
@@ -76,8 +52,8 @@ describe('a JWT minted by the emulator', () => {
   it('gives 200 with the same req.m2m shape as an opaque token', async () => {
     const { get, seen } = asApi();
     const claims = { role: 'svc' };
-    const jwt = await setup.mintJwt({ claims });
-    const opaque = await setup.mintOpaque({ claims });
+    const jwt = await jwtSuite.setup.mintJwt({ claims });
+    const opaque = await jwtSuite.setup.mintOpaque({ claims });
 
     const fromJwt = await get(jwt.token);
     const fromOpaque = await get(opaque.token);
@@ -87,67 +63,67 @@ describe('a JWT minted by the emulator', () => {
     const exp = decodeJwt(jwt.token).payload.exp as number;
     expect(fromJwt.body).toEqual({
       id: jwt.id,
-      subject: setup.callerId,
-      machineId: setup.callerId,
-      scopes: [setup.apiId],
+      subject: jwtSuite.setup.callerId,
+      machineId: jwtSuite.setup.callerId,
+      scopes: [jwtSuite.setup.apiId],
       claims: { role: 'svc' },
       expiration: exp * 1000,
     });
     expect(fromOpaque.body).toEqual({
       id: opaque.id,
-      subject: setup.callerId,
-      machineId: setup.callerId,
-      scopes: [setup.apiId],
+      subject: jwtSuite.setup.callerId,
+      machineId: jwtSuite.setup.callerId,
+      scopes: [jwtSuite.setup.apiId],
       claims: { role: 'svc' },
       expiration: opaque.expiration,
     });
     expect(seen).toHaveLength(2);
     expect(Object.isFrozen(seen[0])).toBe(true);
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
     // Only the opaque token asked Clerk.
-    expect(setup.emulator.calls.verify).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.verify).toBe(1);
   });
 
   it('passes with no custom claims as `claims: null`, like an opaque token', async () => {
     const { get } = asApi();
-    const jwt = await get((await setup.mintJwt()).token);
-    const opaque = await get((await setup.mintOpaque()).token);
+    const jwt = await get((await jwtSuite.setup.mintJwt()).token);
+    const opaque = await get((await jwtSuite.setup.mintOpaque()).token);
     expect(jwt.body.claims).toBeNull();
     expect(opaque.body.claims).toBeNull();
   });
 
   it('repeated 20 times reads the JWKS once and is served from the cache', async () => {
     const { get, middleware } = asApi();
-    const { token } = await setup.mintJwt();
+    const { token } = await jwtSuite.setup.mintJwt();
     for (let i = 0; i < 20; i++) expect((await get(token)).status).toBe(200);
-    expect(setup.emulator.calls.jwks).toBe(1);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(1);
     expect(middleware.verifier.stats()).toMatchObject({ misses: 1, hits: 19 });
   });
 
   it('passes with `jwtKey` and an API URL on which nothing listens', async () => {
     const { get } = appWith({
       apiUrl: await closedPortUrl(),
-      jwtKey: setup.emulator.jwks.publicKeyPem,
-      machineId: setup.apiId,
+      jwtKey: jwtSuite.setup.emulator.jwks.publicKeyPem,
+      machineId: jwtSuite.setup.apiId,
     });
-    const minted = await setup.mintJwt();
+    const minted = await jwtSuite.setup.mintJwt();
     const res = await get(minted.token);
     expect(res.status).toBe(200);
     expect(res.body.id).toBe(minted.id);
-    expect(setup.emulator.calls.jwks).toBe(0);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(0);
   });
 
   it('is refused with 401 invalid_token for another machine, never reaching the route', async () => {
-    const { get, seen } = asApi({ machineId: setup.callerId });
-    expectInvalidToken(await get((await setup.mintJwt()).token));
+    const { get, seen } = asApi({ machineId: jwtSuite.setup.callerId });
+    expectInvalidToken(await get((await jwtSuite.setup.mintJwt()).token));
     expect(seen).toHaveLength(0);
   });
 
   it('is refused with 401 invalid_token once expired beyond the skew', async () => {
     const { get, seen } = asApi();
-    const { token } = await setup.mintJwt({ secondsUntilExpiration: 60 });
+    const { token } = await jwtSuite.setup.mintJwt({ secondsUntilExpiration: 60 });
     expect((await get(token)).status).toBe(200);
-    setup.clock.advance(66_000);
+    jwtSuite.setup.clock.advance(66_000);
     expectInvalidToken(await get(token));
     expect(seen).toHaveLength(1);
   });
@@ -156,13 +132,13 @@ describe('a JWT minted by the emulator', () => {
 describe('no key source', () => {
   it('a JWT is refused with 401, never 503, and no JWKS request is made', async () => {
     const { get, seen } = appWith({
-      apiUrl: setup.emulator.url,
-      machineSecretKey: setup.emulator.machines.api!.secretKey,
+      apiUrl: jwtSuite.setup.emulator.url,
+      machineSecretKey: jwtSuite.setup.emulator.machines.api!.secretKey,
       // With machineId set, the scope can be checked: only the missing key refuses the JWT.
-      machineId: setup.apiId,
+      machineId: jwtSuite.setup.apiId,
     });
-    const jwt = await setup.mintJwt();
-    const opaque = await setup.mintOpaque();
+    const jwt = await jwtSuite.setup.mintJwt();
+    const opaque = await jwtSuite.setup.mintOpaque();
 
     expectInvalidToken(await get(jwt.token));
     expectInvalidToken(await get(jwt.token));
@@ -170,7 +146,7 @@ describe('no key source', () => {
     expect((await get(opaque.token)).status).toBe(200);
 
     expect(seen).toHaveLength(1);
-    expect(setup.emulator.calls.jwks).toBe(0);
+    expect(jwtSuite.setup.emulator.calls.jwks).toBe(0);
   });
 });
 

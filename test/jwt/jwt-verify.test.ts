@@ -4,7 +4,7 @@
  * network at all). Also the result's shape, clock skew, the cache (one signature check per
  * token), what happens with no key source, and the JWT options.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { M2MConfigError } from '../../src/shared/config-error.js';
 import {
   createTokenVerifier,
@@ -15,7 +15,6 @@ import {
   API_ID,
   closedPortUrl,
   createClock,
-  createTracker,
   decodeJwt,
   type EmulatorSetup,
   ecPair,
@@ -29,31 +28,14 @@ import {
   setupEmulator,
   sharedRsaPair,
   signJwt,
+  useJwtSuite,
 } from './helpers.js';
 
-/** What one test opened (verifiers, extra emulators), closed after it. */
-const tracker = createTracker();
-/** The emulator shared by the file (a key pair is slow to generate), reset before each test. */
-const suite = createTracker();
-let shared: EmulatorSetup;
-let restoreEnv: () => void;
+const jwtSuite = useJwtSuite();
+const { tracker } = jwtSuite;
 
-beforeAll(async () => {
-  shared = await setupEmulator(suite);
-});
-
-afterAll(() => suite.closeAll());
-
-beforeEach(() => {
-  shared.reset();
-  // A CLERK_JWT_KEY in the shell would change which keys every verifier here trusts.
-  restoreEnv = setEnv('CLERK_JWT_KEY', undefined);
-});
-
-afterEach(async () => {
+afterEach(() => {
   vi.restoreAllMocks();
-  await tracker.closeAll();
-  restoreEnv();
 });
 
 /** A verifier on the setup's clock; tracked. */
@@ -77,7 +59,7 @@ function countSignatureChecks() {
 
 describe('tokens minted by the emulator', () => {
   it('verify with keys read once from the JWKS with the instance key, never calling verify', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const { emulator } = setup;
     const minted = await setup.mintJwt({ claims: { role: 'svc' } });
     const verifier = verifierFor(setup);
@@ -106,7 +88,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('have the same shape as an opaque token verified by the emulator', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const claims = { role: 'svc', tier: 'gold', nested: { a: [1, 2] } };
     const jwt = await setup.mintJwt({ claims });
     const opaque = await setup.mintOpaque({ claims });
@@ -130,7 +112,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('carry no reserved claim in `claims`, and `null` when there are no custom claims', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const verifier = verifierFor(setup);
     const plain = await setup.mintJwt();
 
@@ -162,7 +144,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('verify with `jwtKey` and no network at all: the API URL is a closed port', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt({ claims: { role: 'svc' } });
     const verifier = tracker.track(
       createTokenVerifier({
@@ -188,7 +170,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('verify with `jwtKey` without ever asking the emulator, even with the instance key set', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const verifier = verifierFor(setup, { jwtKey: setup.emulator.jwks.publicKeyPem });
 
@@ -203,7 +185,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('verify with the PEM in CLERK_JWT_KEY and no network', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const restore = setEnv('CLERK_JWT_KEY', setup.emulator.jwks.publicKeyPem);
     try {
@@ -226,7 +208,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('verify with a one-line CLERK_JWT_KEY whose newlines are written `\\n`', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const oneLine = setup.emulator.jwks.publicKeyPem.trim().replaceAll('\n', '\\n');
     expect(oneLine).not.toContain('\n');
@@ -242,7 +224,7 @@ describe('tokens minted by the emulator', () => {
   });
 
   it('the `jwtKey` option wins over CLERK_JWT_KEY', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const restore = setEnv('CLERK_JWT_KEY', sharedRsaPair('attacker').publicKeyPem);
     try {
@@ -283,7 +265,7 @@ describe('RSA algorithms', () => {
 describe('clock skew', () => {
   /** A verifier and a token minted by the emulator that expires in 60 s. */
   async function expiringToken(options: TokenVerifierOptions = {}) {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt({ secondsUntilExpiration: 60 });
     const exp = decodeJwt(minted.token).payload.exp as number;
     return { setup, minted, expMs: exp * 1000, verifier: verifierFor(setup, options) };
@@ -334,7 +316,7 @@ describe('clock skew', () => {
 
 describe('the cache', () => {
   it('verifying the same JWT 100 times checks its signature once', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const verifier = verifierFor(setup);
     const checks = countSignatureChecks();
@@ -350,7 +332,7 @@ describe('the cache', () => {
   });
 
   it('100 concurrent verifications of one JWT share one signature check', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const verifier = verifierFor(setup);
     const checks = countSignatureChecks();
@@ -363,7 +345,7 @@ describe('the cache', () => {
   });
 
   it('a bad JWT repeated is served from the negative cache', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const { payload } = decodeJwt(minted.token);
     const other = sharedRsaPair('attacker');
@@ -379,7 +361,7 @@ describe('the cache', () => {
   });
 
   it('the negative answer lasts negativeTtlMs, then the token is checked again', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const forged = signJwt(
       m2mHeader(setup.emulator.jwks.kid),
@@ -400,7 +382,7 @@ describe('the cache', () => {
   });
 
   it('a token for another machine is refused on every use, cached or not', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const forCaller = verifierFor(setup, { machineId: setup.callerId });
     await expectInvalid(forCaller.verify(minted.token), 'out_of_scope');
@@ -410,7 +392,7 @@ describe('the cache', () => {
 
 describe('no key source at all', () => {
   it('JWTs are refused as invalid, never unavailable, with no JWKS request', async () => {
-    const setup = shared;
+    const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const opaque = await setup.mintOpaque();
     const verifier = tracker.track(
