@@ -762,8 +762,8 @@ describe('getJwks', () => {
     expect(rig.server.requests).toHaveLength(3);
   });
 
-  // Bug (doubtful): the M2M routes keep a `/v1` prefix of apiUrl (`/v1/m2m_tokens`), but the
-  // JWKS path already starts with `/v1`, so apiUrl `…/v1` makes getJwks ask for `/v1/v1/jwks`.
+  // Regression: the M2M routes keep a `/v1` prefix of apiUrl (`/v1/m2m_tokens`), and the JWKS
+  // path starts with `/v1` too; apiUrl `…/v1` once made getJwks ask for `/v1/v1/jwks`.
   it('does not double a /v1 prefix of apiUrl', async () => {
     rig.server.reply({ body: jwks });
     await client({ apiUrl: `${rig.server.url}/v1`, secretKey: INSTANCE_KEY }).getJwks();

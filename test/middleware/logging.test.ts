@@ -69,6 +69,16 @@ interface Scenario {
 const INFO = 30;
 const WARN = 40;
 
+/** The outcome of a caller's minted token refused 401 with `reason`, logged at info. */
+function refusedCallerToken(
+  res: { status: number },
+  minted: { id: string; token: string },
+  reason: string,
+): Outcome {
+  const line = { level: INFO, reason, status: 401, tokenId: minted.id, subject: fx.caller.id };
+  return { status: res.status, line, secrets: [minted.token] };
+}
+
 const scenarios: Scenario[] = [
   {
     name: 'a valid token (no refusal)',
@@ -189,17 +199,7 @@ const scenarios: Scenario[] = [
       expect((await send(app, bearer(minted.token))).status).toBe(200);
       await own.revokeToken({ m2mTokenId: minted.id });
       const res = await send(app, bearer(minted.token));
-      return {
-        status: res.status,
-        line: {
-          level: INFO,
-          reason: 'revoked',
-          status: 401,
-          tokenId: minted.id,
-          subject: fx.caller.id,
-        },
-        secrets: [minted.token],
-      };
+      return refusedCallerToken(res, minted, 'revoked');
     },
   },
   {
@@ -213,41 +213,21 @@ const scenarios: Scenario[] = [
       await fx.revoke(minted.id);
       fx.clock.advance(2_000);
       const res = await send(app, bearer(minted.token));
-      return {
-        status: res.status,
-        line: {
-          level: INFO,
-          reason: 'revoked',
-          status: 401,
-          tokenId: minted.id,
-          subject: fx.caller.id,
-        },
-        secrets: [minted.token],
-      };
+      return refusedCallerToken(res, minted, 'revoked');
     },
   },
   {
     name: 'a token this process verified, then revoked at Clerk (default cache)',
     async run(logger) {
-      // Bug (src/verifier/verifier.ts): with staleIfErrorMs 0 a good answer leaves the cache at
-      // freshUntil, so fetchEntry() has no `previous` and calls Clerk's 404 'unknown'.
+      // Regression: the good answer outlives its freshness, so Clerk's later 404 is logged as
+      // 'revoked', not 'unknown'.
       const app = mount([auth(logger, { now: fx.clock.now })]);
       const minted = await fx.mint();
       expect((await send(app, bearer(minted.token))).status).toBe(200);
       await fx.revoke(minted.id);
       fx.clock.advance(11_000);
       const res = await send(app, bearer(minted.token));
-      return {
-        status: res.status,
-        line: {
-          level: INFO,
-          reason: 'revoked',
-          status: 401,
-          tokenId: minted.id,
-          subject: fx.caller.id,
-        },
-        secrets: [minted.token],
-      };
+      return refusedCallerToken(res, minted, 'revoked');
     },
   },
   {
@@ -256,41 +236,20 @@ const scenarios: Scenario[] = [
       const app = mount([auth(logger, { now: () => Date.now() + 120_000 })]);
       const minted = await fx.mint({ secondsUntilExpiration: 60 });
       const res = await send(app, bearer(minted.token));
-      return {
-        status: res.status,
-        line: {
-          level: INFO,
-          reason: 'expired',
-          status: 401,
-          tokenId: minted.id,
-          subject: fx.caller.id,
-        },
-        secrets: [minted.token],
-      };
+      return refusedCallerToken(res, minted, 'expired');
     },
   },
   {
     name: 'a token this process verified, then expired (shared clock moved)',
     async run(logger) {
-      // Bug (src/verifier/verifier.ts): the cache entry never outlives the token (staleUntil is
-      // capped at its expiration), so the 'expired' branch of fetchEntry() cannot be reached
-      // and an expired token the verifier knew is logged as 'unknown'.
+      // Regression: the good answer is kept until its token expires, so Clerk's 404 after the
+      // expiry is logged as 'expired', not 'unknown'.
       const app = mount([auth(logger, { now: fx.clock.now })]);
       const minted = await fx.mint({ secondsUntilExpiration: 60 });
       expect((await send(app, bearer(minted.token))).status).toBe(200);
       fx.clock.advance(61_000);
       const res = await send(app, bearer(minted.token));
-      return {
-        status: res.status,
-        line: {
-          level: INFO,
-          reason: 'expired',
-          status: 401,
-          tokenId: minted.id,
-          subject: fx.caller.id,
-        },
-        secrets: [minted.token],
-      };
+      return refusedCallerToken(res, minted, 'expired');
     },
   },
   {

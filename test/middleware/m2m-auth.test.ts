@@ -1090,10 +1090,9 @@ describe('JWT-format tokens', () => {
   });
 
   it('out of scope with the machine key and jwtKey → 401, as the same opaque token is', async () => {
-    // Bug (src/verifier): with a Machine Secret Key, opaque tokens are scope-checked by Clerk,
-    // but JWT-format tokens are verified locally and only checked against `machineId`, which
-    // the machine-key set-up does not need: an outsider's JWT passes where its opaque token
-    // is refused.
+    // Regression: with a Machine Secret Key, Clerk scope-checks opaque tokens, but a JWT is
+    // checked here alone; without `machineId` an outsider's JWT once passed where its opaque
+    // token was refused. Now such JWTs are refused.
     const opaque = await fx.mint({ as: 'outsider' });
     const jwt = await fx.mint({ as: 'outsider', tokenFormat: 'jwt' });
     const { app, seen } = mount([protect({ jwtKey: fx.emu.jwks.publicKeyPem })]);
