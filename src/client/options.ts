@@ -2,7 +2,13 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
-import { assertKnownKeys, intOption, optionsObject, stringOption } from '../shared/validate.js';
+import {
+  assertKnownKeys,
+  assertMethods,
+  intOption,
+  optionsObject,
+  stringOption,
+} from '../shared/validate.js';
 import { VERSION } from '../shared/version.js';
 import { DEFAULT_CLERK_API_VERSION } from '../shared/wire.js';
 import type { M2MClientOptions, RetryOptions } from './types.js';
@@ -106,8 +112,13 @@ export function parseClientOptions(
   const options = optionsObject<M2MClientOptions>(input, 'options');
   assertKnownKeys(options, CLIENT_OPTION_KEYS);
   const dispatcher = options.dispatcher;
-  if (dispatcher !== undefined && typeof (dispatcher as Dispatcher)?.request !== 'function') {
-    throw new M2MConfigError('dispatcher', 'must be an undici Dispatcher');
+  if (dispatcher !== undefined) {
+    assertMethods<Dispatcher>(
+      dispatcher,
+      'dispatcher',
+      ['request'],
+      'must be an undici Dispatcher',
+    );
   }
   // Keys given in code win whole: the environment's keys fill in only when none is given,
   // so a CLERK_MACHINE_SECRET_KEY in the shell never overrides an explicit `secretKey`.

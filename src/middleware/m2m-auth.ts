@@ -2,7 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
-import { assertKnownKeys, boolOption, functionOption, optionsObject } from '../shared/validate.js';
+import {
+  assertKnownKeys,
+  assertMethods,
+  boolOption,
+  functionOption,
+  optionsObject,
+} from '../shared/validate.js';
 import {
   createTokenVerifier,
   InvalidTokenError,
@@ -180,9 +186,12 @@ function verifierOption(opts: M2MAuthOptions): TokenVerifier {
     const own = Object.fromEntries(verifierKeys.map((k) => [k, opts[k as keyof M2MAuthOptions]]));
     return createTokenVerifier({ ...own, logger: opts.logger });
   }
-  if (typeof verifier?.verify !== 'function') {
-    throw new M2MConfigError('verifier', 'must be a verifier from createTokenVerifier()');
-  }
+  assertMethods(
+    verifier,
+    'verifier',
+    ['verify', 'verifyCached'],
+    'must be a verifier from createTokenVerifier()',
+  );
   if (verifierKeys.length > 0) {
     throw new M2MConfigError(verifierKeys[0]!, 'cannot be combined with `verifier`; set it there');
   }

@@ -1,5 +1,6 @@
 import { fetch as undiciFetch } from 'undici';
 import { M2MConfigError } from '../shared/config-error.js';
+import { assertMethods } from '../shared/validate.js';
 import type { TokenProvider } from './token-provider.js';
 
 type Fetch = typeof undiciFetch;
@@ -13,9 +14,12 @@ export function createAuthorizedFetch(
   provider: TokenProvider,
   fetchImpl: Fetch = undiciFetch,
 ): Fetch {
-  if (typeof provider?.getToken !== 'function') {
-    throw new M2MConfigError('provider', 'must be a provider from createTokenProvider()');
-  }
+  assertMethods(
+    provider,
+    'provider',
+    ['getToken', 'invalidate'],
+    'must be a provider from createTokenProvider()',
+  );
   if (typeof fetchImpl !== 'function') throw new M2MConfigError('fetch', 'must be a function');
   return (async (input: Parameters<Fetch>[0], init?: Parameters<Fetch>[1]) => {
     const token = await provider.getToken();

@@ -2,7 +2,13 @@ import type { Logger } from 'pino';
 import type { M2MClient } from '../client/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
-import { assertKnownKeys, functionOption, intOption, optionsObject } from '../shared/validate.js';
+import {
+  assertKnownKeys,
+  assertMethods,
+  functionOption,
+  intOption,
+  optionsObject,
+} from '../shared/validate.js';
 
 /** Options of {@link createTokenProvider}. */
 export interface TokenProviderOptions {
@@ -53,10 +59,12 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     'now',
     'logger',
   ]);
-  if (!opts.client || typeof opts.client.createToken !== 'function') {
-    throw new M2MConfigError('client', 'must be a client from createM2MClient()');
-  }
-  const client: M2MClient = opts.client;
+  const client = assertMethods<M2MClient>(
+    opts.client,
+    'client',
+    ['createToken'],
+    'must be a client from createM2MClient()',
+  );
   const seconds =
     opts.secondsUntilExpiration === undefined
       ? undefined

@@ -2,7 +2,13 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
-import { assertKnownKeys, intOption, optionsObject, stringOption } from '../shared/validate.js';
+import {
+  assertKnownKeys,
+  assertMethods,
+  intOption,
+  optionsObject,
+  stringOption,
+} from '../shared/validate.js';
 import type { SharedCacheStore } from '../verifier/index.js';
 
 /** Options of {@link createRedisStore}: `url` or `client`. */
@@ -50,8 +56,8 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   if ((url === undefined) === (opts.client === undefined)) {
     throw new M2MConfigError('url', 'or `client` is required, and not both');
   }
-  if (opts.client !== undefined && typeof opts.client.duplicate !== 'function') {
-    throw new M2MConfigError('client', 'must be an ioredis client');
+  if (opts.client !== undefined) {
+    assertMethods(opts.client, 'client', ['duplicate', 'multi'], 'must be an ioredis client');
   }
   const keyPrefix = stringOption(opts.keyPrefix, 'keyPrefix') ?? 'm2m-guard:';
   const commandTimeout = intOption(opts.commandTimeoutMs, 'commandTimeoutMs', 200, {

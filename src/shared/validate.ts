@@ -53,6 +53,27 @@ export function stringOption(value: unknown, name: string): string | undefined {
   return value;
 }
 
+/**
+ * Accepts an object that has every one of `methods` (duck typing: a logger, a client, a store
+ * from another copy of the library still passes), or throws `expectation` for the option.
+ */
+export function assertMethods<T>(
+  value: unknown,
+  name: string,
+  methods: readonly string[],
+  expectation: string,
+): T {
+  const candidate = value as Record<string, unknown> | null | undefined;
+  if (
+    typeof candidate !== 'object' ||
+    candidate === null ||
+    methods.some((method) => typeof candidate[method] !== 'function')
+  ) {
+    throw new M2MConfigError(name, expectation);
+  }
+  return value as T;
+}
+
 export function functionOption<F extends (...args: never[]) => unknown>(
   value: unknown,
   name: string,

@@ -5,6 +5,7 @@ import { M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import {
   assertKnownKeys,
+  assertMethods,
   functionOption,
   intOption,
   optionsObject,
@@ -18,6 +19,8 @@ import type {
   VerifierBreakerOptions,
   VerifierCacheOptions,
 } from './types.js';
+
+const CLIENT_EXPECTED = 'must be a client from createM2MClient()';
 
 export const DEFAULT_CACHE = {
   max: 10_000,
@@ -113,15 +116,16 @@ function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
 
 function storeOption(value: unknown, cache: unknown): SharedCacheStore | undefined {
   if (value === undefined) return undefined;
-  const store = value as Partial<SharedCacheStore>;
-  for (const method of ['get', 'set', 'delete', 'publish', 'subscribe'] as const) {
-    if (typeof store?.[method] !== 'function') {
-      throw new M2MConfigError('store', 'must be a shared cache store, e.g. createRedisStore()');
-    }
-  }
-  if (cache === false)
+  const store = assertMethods<SharedCacheStore>(
+    value,
+    'store',
+    ['get', 'set', 'delete', 'publish', 'subscribe'],
+    'must be a shared cache store, e.g. createRedisStore()',
+  );
+  if (cache === false) {
     throw new M2MConfigError('store', 'needs the in-process cache (`cache` is false)');
-  return value as SharedCacheStore;
+  }
+  return store;
 }
 
 export function parseVerifierOptions(
@@ -136,9 +140,7 @@ export function parseVerifierOptions(
   );
   let client = options.client;
   if (client !== undefined) {
-    if (typeof client?.verifyToken !== 'function' || typeof client.onRevoke !== 'function') {
-      throw new M2MConfigError('client', 'must be a client from createM2MClient()');
-    }
+    assertMethods(client, 'client', ['verifyToken', 'onRevoke'], CLIENT_EXPECTED);
     const both = Object.keys(clientOptions);
     if (both.length > 0) {
       throw new M2MConfigError(both[0]!, 'cannot be combined with `client`; set it on the client');
