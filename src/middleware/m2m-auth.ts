@@ -26,7 +26,13 @@ import {
 } from './errors.js';
 import { type Extraction, extractToken, fromCustomValue } from './extract.js';
 import { parseResponseOptions, rememberResponder } from './respond.js';
-import type { M2MAuthMiddleware, M2MAuthOptions, M2MMiddleware, M2MRequestAuth } from './types.js';
+import type {
+  M2MAuthMiddleware,
+  M2MAuthOptions,
+  M2MMiddleware,
+  M2MRequestAuth,
+  NextFunction,
+} from './types.js';
 
 const OWN_KEYS = [
   'verifier',
@@ -134,14 +140,6 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       return next();
     }
     rememberResponder(req, responder);
-    const finish = (refusal: Decision) => {
-      if (!refusal) return passOn(next, res, logger);
-      try {
-        responder.refuse(refusal, req, res, next);
-      } catch (err) {
-        next(err); // an onError that throws
-      }
-    };
     let decision: Decision | Promise<Decision>;
     try {
       decision = getToken
@@ -150,9 +148,26 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
     } catch (err) {
       return next(err);
     }
-    if (decision instanceof Promise) decision.then(finish, (err) => next(err));
-    else finish(decision);
+    if (decision instanceof Promise) {
+      decision.then((refusal) => finish(refusal, req, res, next), next);
+    } else {
+      finish(decision, req, res, next); // a cache hit: no promise, no closure
+    }
   };
+
+  function finish(
+    refusal: Decision,
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: NextFunction,
+  ) {
+    if (!refusal) return passOn(next, res, logger);
+    try {
+      responder.refuse(refusal, req, res, next);
+    } catch (err) {
+      next(err); // an onError that throws
+    }
+  }
   return Object.assign(middleware, {
     verifier,
     close: () => (ownsVerifier ? verifier.close() : Promise.resolve()),
