@@ -95,7 +95,8 @@ async function startInternalService(setup: Setup, logger: Logger, store?: RedisS
     secretKey: setup.instanceKey,
     retry: false,
   });
-  const verifier = createTokenVerifier({ client, logger, store });
+  // Any machine of the instance may reach the service; requireMachine() checks the scope per route.
+  const verifier = createTokenVerifier({ client, logger, store, anyMachine: true });
   const app = express();
   app.use('/internal', m2mAuth({ verifier, logger }), requireMachine(setup.apiMachineId));
   app.get('/internal/whoami', (req, res) => {

@@ -1,3 +1,4 @@
+import { freezeBounded } from '../shared/freeze.js';
 import type { InvalidTokenReason } from './errors.js';
 import type { VerifiedM2MToken } from './types.js';
 
@@ -5,15 +6,58 @@ import type { VerifiedM2MToken } from './types.js';
  * One cached answer. Times are absolute (Unix ms on the verifier's clock), so an answer moved
  * between cache levels or processes keeps its deadline: nothing ever extends it.
  */
-export type Entry =
-  | { kind: 'valid'; value: VerifiedM2MToken; freshUntil: number; staleUntil: number }
-  | {
-      kind: 'invalid';
-      reason: InvalidTokenReason;
-      tokenId?: string;
-      subject?: string;
-      freshUntil: number;
-    };
+export type Entry = GoodEntry | Refusal;
+
+/** A good answer, with its approximate heap size for the byte-bounded cache. */
+export interface GoodEntry {
+  kind: 'valid';
+  value: VerifiedM2MToken;
+  freshUntil: number;
+  staleUntil: number;
+  bytes: number;
+}
+
+/** A definite "not valid", kept apart from good answers so refusals can never evict them. */
+export type Refusal = {
+  kind: 'invalid';
+  reason: InvalidTokenReason;
+  tokenId?: string;
+  subject?: string;
+  freshUntil: number;
+};
+
+/**
+ * Limits on a verified answer's claims: deeper or larger is an answer we cannot hold (a lying
+ * or broken upstream), refused as unreadable rather than crashing on it.
+ */
+export const CLAIMS_LIMITS = { maxDepth: 64, maxNodes: 100_000 } as const;
+
+/** A good answer's fields, as read from Clerk, a JWT or the shared store. */
+export interface VerifiedFields {
+  id: string;
+  subject: string;
+  scopes: readonly string[];
+  claims: Record<string, unknown> | null;
+  expiration: number | null;
+  createdAt: number;
+}
+
+/**
+ * Every served answer is built here: a copy holding only the known fields, deeply frozen
+ * (a handler cannot change what the next request sees), with its size for the cache. Throws
+ * `ValueTooLargeError` when the claims break {@link CLAIMS_LIMITS}.
+ */
+export function toVerified(fields: VerifiedFields): { value: VerifiedM2MToken; bytes: number } {
+  const value: VerifiedM2MToken = {
+    id: fields.id,
+    subject: fields.subject,
+    scopes: [...fields.scopes],
+    claims: fields.claims,
+    expiration: fields.expiration,
+    createdAt: fields.createdAt,
+  };
+  return { value, bytes: freezeBounded(value, CLAIMS_LIMITS) };
+}
 
 const REASONS: ReadonlySet<string> = new Set([
   'malformed',
@@ -26,7 +70,10 @@ const REASONS: ReadonlySet<string> = new Set([
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-/** Reads an entry written by another instance; anything of the wrong shape is ignored. */
+/**
+ * Reads an entry written by another instance (its MAC already checked); anything of the wrong
+ * shape, or too deep or large to hold, is ignored.
+ */
 export function parseEntry(text: string): Entry | undefined {
   let o: Record<string, unknown>;
   try {
@@ -59,10 +106,10 @@ export function parseEntry(text: string): Entry | undefined {
   ) {
     return undefined;
   }
-  return {
-    kind: 'valid',
-    value: v as unknown as VerifiedM2MToken,
-    freshUntil: o.freshUntil,
-    staleUntil: o.staleUntil,
-  };
+  try {
+    const { value, bytes } = toVerified(v as unknown as VerifiedFields);
+    return { kind: 'valid', value, freshUntil: o.freshUntil, staleUntil: o.staleUntil, bytes };
+  } catch {
+    return undefined;
+  }
 }

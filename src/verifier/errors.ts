@@ -44,7 +44,9 @@ export type UnavailableReason =
   /** Clerk rejected our own key (401/403) or none is configured: fix the configuration. */
   | 'misconfigured'
   /** The circuit breaker is open after repeated failures. */
-  | 'circuit_open';
+  | 'circuit_open'
+  /** The upstream budget for never-seen tokens is spent (see `upstreamBudget`). */
+  | 'budget_exhausted';
 
 export class VerifierUnavailableError extends Error {
   override name = 'VerifierUnavailableError';

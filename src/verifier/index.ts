@@ -4,6 +4,7 @@
  * Knows nothing of Express or HTTP servers.
  */
 
+export { DEFAULT_UPSTREAM_BUDGET, type UpstreamBudgetOptions } from './budget.js';
 export {
   InvalidTokenError,
   type InvalidTokenReason,

@@ -9,7 +9,6 @@ import {
 import type { Logger } from 'pino';
 import type { M2MClient } from '../client/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
-import { deepFreeze } from '../shared/freeze.js';
 import { InvalidTokenError } from './errors.js';
 import type { VerifiedM2MToken } from './types.js';
 import { toUnavailable } from './upstream-error.js';
@@ -196,6 +195,7 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
   };
 }
 
+/** The answer's fields; the verifier copies and deep-freezes them (entry.ts `toVerified`). */
 function toVerified(payload: JWTPayload, subject: string): VerifiedM2MToken {
   const scopes =
     typeof payload.scopes === 'string'
@@ -204,12 +204,12 @@ function toVerified(payload: JWTPayload, subject: string): VerifiedM2MToken {
         ? payload.aud.filter((a): a is string => typeof a === 'string')
         : [];
   const custom = Object.entries(payload).filter(([name]) => !RESERVED.has(name));
-  return deepFreeze({
+  return {
     id: typeof payload.jti === 'string' ? payload.jti : '',
     subject,
     scopes,
     claims: custom.length === 0 ? null : Object.fromEntries(custom),
     expiration: (payload.exp as number) * 1000,
     createdAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
-  });
+  };
 }

@@ -6,12 +6,14 @@ import { loggerOption } from '../shared/logger.js';
 import {
   assertKnownKeys,
   assertMethods,
+  boolOption,
   functionOption,
   intOption,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
 import { MACHINE_ID_PATTERN } from '../shared/wire.js';
+import { DEFAULT_UPSTREAM_BUDGET, type UpstreamBudgetOptions } from './budget.js';
 import { jwtKeyOption } from './jwt.js';
 import type { SharedCacheStore } from './store.js';
 import type {
@@ -24,6 +26,7 @@ const CLIENT_EXPECTED = 'must be a client from createM2MClient()';
 
 export const DEFAULT_CACHE = {
   max: 10_000,
+  maxBytes: 64 * 1024 * 1024,
   ttlMs: 10_000,
   negativeTtlMs: 5_000,
   staleIfErrorMs: 0,
@@ -48,6 +51,8 @@ const VERIFIER_KEYS = [
   'jwtKey',
   'jwksRefreshMinMs',
   'store',
+  'upstreamBudget',
+  'anyMachine',
 ] as const;
 /** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
 export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
@@ -65,6 +70,8 @@ export interface VerifierConfig {
   jwtKey: KeyObject | undefined;
   jwksRefreshMinMs: number;
   store: SharedCacheStore | undefined;
+  upstreamBudget: Required<UpstreamBudgetOptions> | false;
+  anyMachine: boolean;
 }
 
 function machineIdOption(value: unknown, name: string): string | undefined {
@@ -78,10 +85,14 @@ function machineIdOption(value: unknown, name: string): string | undefined {
 function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
   if (value === false) return false;
   const cache = optionsObject<VerifierCacheOptions>(value, 'cache');
-  assertKnownKeys(cache, ['max', 'ttlMs', 'negativeTtlMs', 'staleIfErrorMs'], 'cache.');
+  assertKnownKeys(cache, ['max', 'maxBytes', 'ttlMs', 'negativeTtlMs', 'staleIfErrorMs'], 'cache.');
   const day = 86_400_000;
   return {
     max: intOption(cache.max, 'cache.max', DEFAULT_CACHE.max, { min: 1, max: 10_000_000 }),
+    maxBytes: intOption(cache.maxBytes, 'cache.maxBytes', DEFAULT_CACHE.maxBytes, {
+      min: 1024,
+      max: 2 ** 40,
+    }),
     ttlMs: intOption(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, { max: day }),
     negativeTtlMs: intOption(
       cache.negativeTtlMs,
@@ -112,6 +123,45 @@ function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
       max: 3_600_000,
     }),
   };
+}
+
+function upstreamBudgetOption(value: unknown): Required<UpstreamBudgetOptions> | false {
+  if (value === false) return false;
+  const budget = optionsObject<UpstreamBudgetOptions>(value, 'upstreamBudget');
+  assertKnownKeys(budget, ['perSecond', 'burst'], 'upstreamBudget.');
+  const perSecond = intOption(
+    budget.perSecond,
+    'upstreamBudget.perSecond',
+    DEFAULT_UPSTREAM_BUDGET.perSecond,
+    { min: 1, max: 100_000 },
+  );
+  return {
+    perSecond,
+    burst: intOption(budget.burst, 'upstreamBudget.burst', DEFAULT_UPSTREAM_BUDGET.burst, {
+      min: 1,
+      max: 1_000_000,
+    }),
+  };
+}
+
+/**
+ * Refuses a verifier that would let in tokens minted for any machine of the instance, unless
+ * `anyMachine: true` says so: Clerk scope-checks opaque tokens only against a machine key,
+ * and a JWT is checked here alone.
+ */
+function assertScoped(
+  config: Pick<VerifierConfig, 'machineId' | 'allowedSubjects' | 'anyMachine'>,
+  client: M2MClient,
+): void {
+  const scopedByClerk = client.verifyIdentity.startsWith('machine:');
+  if (scopedByClerk || config.anyMachine) return;
+  if (config.machineId !== undefined || config.allowedSubjects !== undefined) return;
+  throw new M2MConfigError(
+    'machineId',
+    "must be set (this service's own `mch_…` id), or `allowedSubjects`: with the instance " +
+      'secret key (CLERK_SECRET_KEY) or only a jwtKey, tokens minted for any machine of the ' +
+      'instance would be accepted. Set `anyMachine: true` if that is intended',
+  );
 }
 
 function storeOption(value: unknown, cache: unknown): SharedCacheStore | undefined {
@@ -166,6 +216,8 @@ export function parseVerifierOptions(
     breaker: breakerOption(options.breaker),
     store: storeOption(options.store, options.cache),
     jwtKey: jwtKeyOption(options.jwtKey ?? env.CLERK_JWT_KEY),
+    upstreamBudget: upstreamBudgetOption(options.upstreamBudget),
+    anyMachine: boolOption(options.anyMachine, 'anyMachine', false),
     jwksRefreshMinMs: intOption(
       options.jwksRefreshMinMs,
       'jwksRefreshMinMs',
@@ -183,6 +235,12 @@ export function parseVerifierOptions(
       'machineSecretKey',
       'or `secretKey` is needed to verify tokens (or CLERK_MACHINE_SECRET_KEY / CLERK_SECRET_KEY)',
     );
+  }
+  try {
+    assertScoped(config, client);
+  } catch (err) {
+    if (ownsClient) void client.close();
+    throw err;
   }
   return { ...config, client };
 }

@@ -10,6 +10,8 @@ export interface Invalidation {
   key?: string;
   /** Token id, when known. */
   id?: string;
+  /** The token's expiration (Unix ms) when known, so a revocation is remembered just as long. */
+  expiresAt?: number | null;
 }
 
 /**

@@ -11,7 +11,10 @@ export const CHANNELS = {
    * store `shared-hit` and `invalidation-received`.
    */
   cache: 'm2m-guard:verifier:cache',
-  /** `{ outcome: 'valid' | 'invalid' | 'error', ms, reason? }`, one per upstream call. */
+  /**
+   * `{ outcome: 'valid' | 'invalid' | 'error', ms, reason? }`, one per upstream call, and
+   * `{ outcome: 'budget_refused', ms: 0 }` per call the upstream budget held back.
+   */
   upstream: 'm2m-guard:verifier:upstream',
   /** `{ state: 'closed' | 'open' | 'half-open' }` when the breaker changes state. */
   breaker: 'm2m-guard:verifier:breaker',
@@ -31,7 +34,7 @@ const FIELD: Record<CacheEvent, keyof VerifierStats> = {
 };
 
 export function createStats() {
-  const counts: Omit<VerifierStats, 'size'> = {
+  const counts: Omit<VerifierStats, 'size' | 'bytes'> = {
     hits: 0,
     misses: 0,
     negativeHits: 0,
@@ -41,6 +44,7 @@ export function createStats() {
     staleServed: 0,
     sharedHits: 0,
     invalidationsReceived: 0,
+    budgetRefused: 0,
   };
   return {
     cache(event: CacheEvent) {
@@ -60,11 +64,18 @@ export function createStats() {
       counts.invalidationsReceived++;
       if (cacheChannel.hasSubscribers) cacheChannel.publish({ event: 'invalidation-received' });
     },
+    /** A verify call for a never-seen token held back by the upstream budget. */
+    budgetRefused() {
+      counts.budgetRefused++;
+      if (upstreamChannel.hasSubscribers) {
+        upstreamChannel.publish({ outcome: 'budget_refused', ms: 0 });
+      }
+    },
     breaker(state: string) {
       if (breakerChannel.hasSubscribers) breakerChannel.publish({ state });
     },
-    snapshot(size: number): VerifierStats {
-      return { ...counts, size };
+    snapshot(size: number, bytes: number): VerifierStats {
+      return { ...counts, size, bytes };
     },
   };
 }

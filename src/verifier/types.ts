@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { M2MClient, M2MClientOptions } from '../client/index.js';
+import type { UpstreamBudgetOptions } from './budget.js';
 import type { SharedCacheStore } from './store.js';
 
 /** What a verified token tells: who is calling and with what. Never holds the token string. */
@@ -19,8 +20,16 @@ export interface VerifiedM2MToken {
 
 /** Cache settings. Answers are cached in process with lru-cache, keyed by HMAC of the token. */
 export interface VerifierCacheOptions {
-  /** Most answers kept (good and bad together). Default `10000`. */
+  /**
+   * Most good answers kept, and, apart from them, most refusals kept: the two are bounded
+   * separately, so no number of bad tokens can push a good answer out. Default `10000`.
+   */
   max?: number;
+  /**
+   * Most bytes of heap the good answers may take (an estimate: strings and claims included).
+   * A single answer over 64 KiB is served but not cached. Default `67108864` (64 MiB).
+   */
+  maxBytes?: number;
   /**
    * How long a good answer is trusted without asking Clerk again: the **revocation budget**.
    * A token revoked elsewhere (the dashboard, another instance) is still accepted here for at
@@ -82,8 +91,27 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
   jwksRefreshMinMs?: number;
   /** A pino logger; also given to a client the verifier builds. Default: silent. */
   logger?: Logger;
-  /** Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one). */
+  /**
+   * Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one).
+   * With `false` no token is ever "seen valid", so `upstreamBudget` applies to every call.
+   */
   cache?: VerifierCacheOptions | false;
+  /**
+   * Verify calls to Clerk for tokens this verifier has never seen valid are admitted by this
+   * token bucket; beyond it they are answered 503 `temporarily_unavailable` with `Retry-After`
+   * and no call, so a flood of made-up `mt_…` tokens cannot spend Clerk's per-instance rate
+   * limit (1 000 requests per 10 s in production, 100 in development, shared by every service
+   * on the instance). Tokens seen valid are never held back. `false` turns it off.
+   * Default `{ perSecond: 20, burst: 40 }`.
+   */
+  upstreamBudget?: UpstreamBudgetOptions | false;
+  /**
+   * Accept tokens minted for any machine of the instance. Needed, as a deliberate choice, when
+   * verifying with the instance `secretKey` (or only a `jwtKey`) without `machineId` or
+   * `allowedSubjects`: otherwise construction fails, since Clerk does not scope-check for
+   * the instance key and any machine's token would be let in. Default `false`.
+   */
+  anyMachine?: boolean;
   /** Circuit-breaker settings, or `false` to disable it. */
   breaker?: VerifierBreakerOptions | false;
   /**
@@ -117,8 +145,12 @@ export interface VerifierStats {
   sharedHits: number;
   /** Invalidations and revocations received from other instances through the shared store. */
   invalidationsReceived: number;
-  /** Entries in the cache now. */
+  /** Verify calls for never-seen tokens that the upstream budget held back (answered 503). */
+  budgetRefused: number;
+  /** Entries in the cache now: good answers and refusals. */
   size: number;
+  /** Approximate heap bytes of the good answers cached now (bounded by `cache.maxBytes`). */
+  bytes: number;
 }
 
 export interface TokenVerifier {

@@ -4,15 +4,29 @@ import {
   type M2MApiError,
   type M2MToken,
   NotFoundError,
+  RateLimitError,
 } from '../client/index.js';
-import { deepFreeze } from '../shared/freeze.js';
+import { ValueTooLargeError } from '../shared/freeze.js';
 import { fingerprint } from '../shared/redact.js';
 import { TOKEN_ID_PATTERN } from '../shared/wire.js';
 import { createBreaker } from './breaker.js';
+import { createTokenBucket } from './budget.js';
 import { createCacheKeyer } from './cache-key.js';
-import type { Entry } from './entry.js';
+import { type Entry, type GoodEntry, type Refusal, toVerified } from './entry.js';
 import { InvalidTokenError, type InvalidTokenReason, VerifierUnavailableError } from './errors.js';
 import { createJwtVerifier, isJwtShaped } from './jwt.js';
+import {
+  freshUntilOf,
+  isServableStale,
+  jwtUntilOf,
+  type LifetimeRules,
+  negativeUntilOf,
+  retainUntil,
+  revocationMemoryMs,
+  revokedUntilOf,
+  sharedTtl,
+  staleUntilOf,
+} from './lifetime.js';
 import { parseVerifierOptions } from './options.js';
 import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
@@ -22,6 +36,15 @@ import { toUnavailable } from './upstream-error.js';
 
 /** Revocations seen here are remembered this many at most, so a late answer cannot revive one. */
 const MAX_REVOKED_IDS = 10_000;
+/** A Clerk 429 without `Retry-After` pauses upstream calls this long. */
+const DEFAULT_RATE_LIMIT_PAUSE_MS = 1_000;
+/**
+ * A good answer larger than this is served but not cached: one caller's huge claims cannot
+ * push every other caller's answer out of the byte-bounded cache.
+ */
+export const MAX_CACHED_ANSWER_BYTES = 64 * 1024;
+/** What a cache key (base64url HMAC-SHA-256) and the entry's bookkeeping cost besides. */
+const ENTRY_OVERHEAD_BYTES = 200;
 
 /**
  * Creates the framework-agnostic verifier: Clerk's verify endpoint behind a bounded, hashed,
@@ -40,6 +63,13 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     ? createSharedLevel(config.store, `v1:${client.verifyIdentity}`, log)
     : undefined;
   const keyOf = createCacheKeyer(identity, shared ? client.deriveKey('cache-key') : undefined);
+  const cacheConfig = config.cache === false ? undefined : config.cache;
+  const rules: LifetimeRules = {
+    ttlMs: cacheConfig?.ttlMs ?? 0,
+    negativeTtlMs: cacheConfig?.negativeTtlMs ?? 0,
+    staleIfErrorMs: cacheConfig?.staleIfErrorMs ?? 0,
+    clockSkewMs,
+  };
   const breaker = createBreaker(
     config.breaker.failures,
     config.breaker.cooldownMs,
@@ -60,23 +90,36 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     canFetchJwks: client.hasSecretKey,
     scopeUncheckable: client.verifyIdentity.startsWith('machine:') && machineId === undefined,
   });
-  const revokedIds = new LRUCache<string, true>({ max: MAX_REVOKED_IDS });
+  // Each remembered revocation expires with its token (see revocationMemoryMs).
+  const revokedIds = new LRUCache<string, true>({ max: MAX_REVOKED_IDS, perf: { now } });
   // Token id -> cache key of its good answer, so a revocation by id can drop it.
   const keyById = new Map<string, string>();
-  const cache =
-    config.cache === false
-      ? undefined
-      : new LRUCache<string, Entry>({
-          max: config.cache.max,
-          perf: { now },
-          ttlResolution: 0,
-          dispose: (entry, key) => {
-            if (entry.kind === 'valid' && keyById.get(entry.value.id) === key) {
-              keyById.delete(entry.value.id);
-            }
-          },
-        });
-  const cacheConfig = config.cache === false ? undefined : config.cache;
+  /**
+   * Two spaces, bounded apart: good answers (by count and bytes) and refusals (by count).
+   * Anyone can send refusals by the thousand; only Clerk or a valid signature makes a good
+   * answer, so no flood of bad tokens can push a good answer out.
+   */
+  const good = cacheConfig
+    ? new LRUCache<string, GoodEntry>({
+        max: cacheConfig.max,
+        maxSize: cacheConfig.maxBytes,
+        maxEntrySize: Math.min(cacheConfig.maxBytes, MAX_CACHED_ANSWER_BYTES),
+        sizeCalculation: (entry) => entry.bytes + ENTRY_OVERHEAD_BYTES,
+        perf: { now },
+        ttlResolution: 0,
+        dispose: (entry, key) => {
+          if (keyById.get(entry.value.id) === key) keyById.delete(entry.value.id);
+        },
+      })
+    : undefined;
+  const refusals = cacheConfig
+    ? new LRUCache<string, Refusal>({ max: cacheConfig.max, perf: { now }, ttlResolution: 0 })
+    : undefined;
+  const budget = config.upstreamBudget ? createTokenBucket(config.upstreamBudget, now) : undefined;
+  /** Whether the budget is refusing calls now: logged once per such episode. */
+  let budgetExhausted = false;
+  /** Until when a 429 from Clerk holds back every upstream call. */
+  let pausedUntil = 0;
 
   const pending = new Set<Promise<void>>();
   // With only a jwtKey, opaque tokens cannot be checked at all: they are refused, not "unavailable".
@@ -90,19 +133,24 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     work.finally(() => pending.delete(work));
   }
 
+  /** Remembers a revocation by token id until the token expires (or the retention window). */
+  function rememberRevoked(id: string, expiration: number | null | undefined) {
+    revokedIds.set(id, true, { ttl: revocationMemoryMs(now(), expiration, rules) });
+  }
+
   const unsubscribeRevocations = client.onRevoke(({ id }) => {
-    revokedIds.set(id, true);
     // Keep the answer as a definite "revoked", so the next request is refused with the right
     // reason and without asking Clerk.
     const key = keyById.get(id);
-    const entry = key === undefined ? undefined : cache?.get(key, { allowStale: true });
-    const subject = entry?.kind === 'valid' ? entry.value.subject : undefined;
-    const revoked = (at: number): Entry => ({
+    const entry = key === undefined ? undefined : good?.get(key, { allowStale: true });
+    const expiration = entry?.value.expiration;
+    rememberRevoked(id, expiration);
+    const revoked = (at: number): Refusal => ({
       kind: 'invalid',
       reason: 'revoked',
       tokenId: id,
-      subject,
-      freshUntil: at + Math.max(cacheConfig?.ttlMs ?? 0, cacheConfig?.negativeTtlMs ?? 0),
+      subject: entry?.value.subject,
+      freshUntil: revokedUntilOf(at, rules),
     });
     if (key !== undefined) {
       keyById.delete(id);
@@ -115,11 +163,11 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
           const sharedKey = key ?? (await shared.keyOfId(id));
           if (sharedKey !== undefined) {
             const at = now();
-            const entry = revoked(at);
-            await shared.set(sharedKey, entry, entry.freshUntil - at);
+            const refusal = revoked(at);
+            await shared.set(sharedKey, refusal, sharedTtl(refusal.freshUntil, at));
           }
           await shared.delete(undefined, id);
-          await shared.publish({ kind: 'revoke', id, key: sharedKey });
+          await shared.publish({ kind: 'revoke', id, key: sharedKey, expiresAt: expiration });
         })(),
       );
     }
@@ -128,7 +176,9 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   const unsubscribeShared = shared?.subscribe((message: Invalidation) => {
     stats.invalidationReceived();
-    if (message.kind === 'revoke' && message.id !== undefined) revokedIds.set(message.id, true);
+    if (message.kind === 'revoke' && message.id !== undefined) {
+      rememberRevoked(message.id, message.expiresAt);
+    }
     dropLocally(message.key, message.id);
   });
 
@@ -142,7 +192,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     generation++;
     if (key !== undefined) {
       invalidatedAt.set(key, generation);
-      cache?.delete(key);
+      good?.delete(key);
+      refusals?.delete(key);
     }
     if (id !== undefined) {
       invalidatedAt.set(id, generation);
@@ -159,7 +210,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   function dropById(id: string) {
     const key = keyById.get(id);
-    if (key !== undefined) cache?.delete(key);
+    if (key !== undefined) good?.delete(key);
   }
 
   /** Whether the token is opaque (else a JWT); throws for anything that is neither. */
@@ -204,39 +255,47 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     return accept(entry.value, at);
   }
 
-  /** Keeps an answer in process and, unless it came from there, in the shared store. */
-  function remember(key: string, entry: Entry, at: number, share = true) {
-    if (!cache) return;
-    // A good answer is kept past its freshness, until its token expires (never served from
-    // then on, unless stale-if-error allows it), so that Clerk's later 404 can be told apart
-    // as revoked or expired in the logs. `cache.max` still bounds the memory.
-    const budget = cacheConfig?.ttlMs ?? 0;
-    const until =
-      entry.kind === 'valid'
-        ? Math.max(
-            entry.staleUntil,
-            entry.freshUntil + budget,
-            (entry.value.expiration ?? 0) + budget,
-          )
-        : entry.freshUntil;
-    const ttl = until - at;
-    if (ttl < 1) return;
-    cache.set(key, entry, { ttl });
-    if (entry.kind === 'valid') keyById.set(entry.value.id, key);
+  /**
+   * Keeps an answer in its space in process and, when `share` is set, in the shared store.
+   * A key holds a good answer or a refusal, never both.
+   */
+  function remember(key: string, entry: Entry, at: number, share: boolean) {
+    if (!good || !refusals) return;
+    if (entry.kind === 'valid') {
+      const ttl = retainUntil({ ...entry, expiration: entry.value.expiration }, rules) - at;
+      if (ttl < 1) return;
+      refusals.delete(key);
+      good.set(key, entry, { ttl });
+      if (good.has(key)) keyById.set(entry.value.id, key);
+    } else {
+      const ttl = entry.freshUntil - at;
+      if (ttl < 1) return;
+      good.delete(key);
+      refusals.set(key, entry, { ttl });
+    }
     if (share && shared) {
-      // Other instances get only the window in which the answer may be served.
-      const servable = (entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil) - at;
-      track(shared.set(key, entry, servable));
+      const servableUntil = entry.kind === 'valid' ? entry.staleUntil : entry.freshUntil;
+      track(shared.set(key, entry, sharedTtl(servableUntil, at)));
     }
   }
 
-  /** A miss in process: the shared store's answer if it has a fresh one, else Clerk's. */
+  /** The freshest answer held in process for a key: a good one, else a refusal. */
+  function cachedEntry(key: string): Entry | undefined {
+    return good?.get(key) ?? refusals?.get(key);
+  }
+
+  /**
+   * A miss in process: for an opaque token, the shared store's answer if it has a fresh one,
+   * else Clerk's. A JWT is verified here only: its answer is never shared, so no verifier is
+   * ever served an answer that its own keys would not have produced.
+   */
   async function resolveEntry(
     key: string,
     token: string,
     opaque: boolean,
     previous: Entry | undefined,
   ): Promise<Entry> {
+    if (!opaque) return jwtEntry(key, token);
     if (shared) {
       const found = await shared.get(key);
       const at = now();
@@ -249,7 +308,35 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       }
       previous ??= found;
     }
-    return opaque ? fetchEntry(key, token, previous) : jwtEntry(key, token);
+    return fetchEntry(key, token, previous);
+  }
+
+  /**
+   * Admits an upstream call for a token never seen valid, or explains why not. A token seen
+   * valid (its answer retained here or servable in the shared store) is never held back:
+   * legitimate callers keep being served through a flood of made-up tokens.
+   */
+  function budgetRefusal(previous: Entry | undefined): VerifierUnavailableError | undefined {
+    if (!budget || previous?.kind === 'valid') return undefined;
+    const waitMs = budget.take();
+    if (waitMs === 0) {
+      if (budgetExhausted) {
+        budgetExhausted = false;
+        log.info('upstream budget for never-seen tokens is available again');
+      }
+      return undefined;
+    }
+    stats.budgetRefused();
+    if (!budgetExhausted) {
+      budgetExhausted = true;
+      log.warn(
+        { budget: config.upstreamBudget },
+        'upstream budget for never-seen tokens spent: refusing them with 503 until it refills',
+      );
+    }
+    return new VerifierUnavailableError('budget_exhausted', {
+      retryAfter: Math.max(1, Math.ceil(waitMs / 1000)),
+    });
   }
 
   /** One upstream call, shared by every concurrent caller of the same token. */
@@ -260,6 +347,17 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   ): Promise<Entry> {
     const started = now();
     const asked = generation;
+    if (started < pausedUntil) {
+      const retryAfter = Math.max(1, Math.ceil((pausedUntil - started) / 1000));
+      return staleOr(
+        previous,
+        started,
+        new VerifierUnavailableError('rate_limited', { retryAfter }),
+      );
+    }
+    // Before the breaker, whose half-open state hands out a single trial call.
+    const refused = budgetRefusal(previous);
+    if (refused) throw refused;
     if (!breaker.allow()) {
       const retryAfter = Math.max(1, Math.ceil(breaker.retryInMs() / 1000));
       return staleOr(
@@ -288,16 +386,33 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
                 ? 'expired'
                 : 'revoked';
         stats.upstream('invalid', ms, reason);
-        const entry: Entry = {
+        const entry: Refusal = {
           kind: 'invalid',
           reason,
           tokenId: was?.id,
           subject: was?.subject,
-          freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
+          freshUntil: negativeUntilOf(at, rules),
         };
-        if (err instanceof NotFoundError && !invalidatedSince(asked, key)) remember(key, entry, at);
-        if (was) keyById.delete(was.id);
+        if (was) {
+          keyById.delete(was.id);
+          good?.delete(key);
+        }
+        if (err instanceof NotFoundError && !invalidatedSince(asked, key)) {
+          remember(key, entry, at, true);
+        }
         return entry;
+      }
+      if (err instanceof RateLimitError) {
+        // Clerk's limit is per instance, shared with every service on it: stop asking for as
+        // long as it says. Cached answers keep being served; this is no breaker failure.
+        pausedUntil = at + (err.retryAfter ?? DEFAULT_RATE_LIMIT_PAUSE_MS / 1000) * 1000;
+        breaker.success();
+        stats.upstream('error', ms, 'rate_limited');
+        log.warn(
+          { retryAfter: err.retryAfter },
+          'clerk rate-limited verify calls; pausing upstream calls',
+        );
+        return staleOr(previous, at, toUnavailable(err));
       }
       breaker.failure();
       const unavailable = toUnavailable(err);
@@ -311,9 +426,21 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       );
       return staleOr(previous, at, unavailable);
     }
-    breaker.success();
     const at = now();
-    stats.upstream('valid', Math.round(performance.now() - t0), undefined);
+    const ms = Math.round(performance.now() - t0);
+    let verified: ReturnType<typeof toVerified>;
+    try {
+      verified = toVerified(answer);
+    } catch (err) {
+      if (!(err instanceof ValueTooLargeError)) throw err;
+      // Too deep or too large to hold: as unreadable as a broken body, and as much a failure.
+      breaker.failure();
+      stats.upstream('error', ms, 'invalid_response');
+      log.warn({ fp: fingerprint(token) }, `clerk verify answer refused: ${err.message}`);
+      return staleOr(previous, at, new VerifierUnavailableError('invalid_response'));
+    }
+    breaker.success();
+    stats.upstream('valid', ms, undefined);
     const details = { tokenId: answer.id, subject: answer.subject };
     // Clerk answers non-2xx for dead tokens; check the body anyway rather than trust it blindly.
     if (answer.revoked || answer.expired) {
@@ -324,44 +451,38 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
         freshUntil: at,
       };
     }
-    const value = freezeVerified(answer);
-    const ttl = cacheConfig?.ttlMs ?? 0;
-    const freshUntil = Math.min(
-      at + ttl,
-      value.expiration === null ? Number.POSITIVE_INFINITY : value.expiration - clockSkewMs,
-    );
-    const staleUntil = Math.min(
-      freshUntil + (cacheConfig?.staleIfErrorMs ?? 0),
-      value.expiration ?? Number.POSITIVE_INFINITY,
-    );
-    const entry: Entry = { kind: 'valid', value, freshUntil, staleUntil };
+    const { value, bytes } = verified;
+    const freshUntil = freshUntilOf(at, value.expiration, rules);
+    const staleUntil = staleUntilOf(freshUntil, value.expiration, rules);
+    const entry: Entry = { kind: 'valid', value, freshUntil, staleUntil, bytes };
     const revoked = revokedIds.size > 0 && revokedIds.has(value.id);
-    if (!revoked && !invalidatedSince(asked, key, value.id)) remember(key, entry, at);
+    if (!revoked && !invalidatedSince(asked, key, value.id)) remember(key, entry, at, true);
     return entry;
   }
 
   /** Verifies a JWT-format token locally; the answer is cached until the token expires. */
   async function jwtEntry(key: string, token: string): Promise<Entry> {
-    let value: VerifiedM2MToken;
+    let verified: ReturnType<typeof toVerified>;
     try {
-      value = await verifyJwt(token);
+      verified = toVerified(await verifyJwt(token));
     } catch (err) {
-      if (!(err instanceof InvalidTokenError)) throw err;
+      if (!(err instanceof InvalidTokenError) && !(err instanceof ValueTooLargeError)) throw err;
       const at = now();
-      const { reason, tokenId, subject } = err;
+      const { reason, tokenId, subject } =
+        err instanceof InvalidTokenError ? err : new InvalidTokenError('malformed');
       const entry: Entry = {
         kind: 'invalid',
         reason,
         tokenId,
         subject,
-        freshUntil: at + (cacheConfig?.negativeTtlMs ?? 0),
+        freshUntil: negativeUntilOf(at, rules),
       };
-      remember(key, entry, at);
+      remember(key, entry, at, false);
       return entry;
     }
-    const until = (value.expiration ?? 0) + clockSkewMs;
-    const entry: Entry = { kind: 'valid', value, freshUntil: until, staleUntil: until };
-    remember(key, entry, now());
+    const until = jwtUntilOf(verified.value.expiration ?? 0, rules);
+    const entry: Entry = { kind: 'valid', ...verified, freshUntil: until, staleUntil: until };
+    remember(key, entry, now(), false);
     return entry;
   }
 
@@ -373,8 +494,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   ): Entry {
     if (
       previous?.kind === 'valid' &&
-      at < previous.staleUntil &&
-      (previous.value.expiration === null || at < previous.value.expiration) &&
+      isServableStale({ ...previous, expiration: previous.value.expiration }, at) &&
       !revokedIds.has(previous.value.id)
     ) {
       stats.cache('stale-served');
@@ -388,7 +508,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     verifyCached(token) {
       classify(token);
       const at = now();
-      const cached = cache?.get(keyOf(token));
+      const cached = cachedEntry(keyOf(token));
       return cached && at < cached.freshUntil ? serveHit(cached, at) : undefined;
     },
 
@@ -397,7 +517,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       const opaque = classify(token);
       const key = keyOf(token);
       const at = now();
-      const cached = cache?.get(key);
+      const cached = cachedEntry(key);
       if (cached && at < cached.freshUntil) return serveHit(cached, at);
       stats.cache('miss');
       let flight = inflight.get(key);
@@ -436,28 +556,18 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     },
 
     stats() {
-      return stats.snapshot(cache?.size ?? 0);
+      return stats.snapshot((good?.size ?? 0) + (refusals?.size ?? 0), good?.calculatedSize ?? 0);
     },
 
     async close() {
       unsubscribeRevocations();
       unsubscribeShared?.();
       await Promise.all(pending);
-      cache?.clear();
+      good?.clear();
+      refusals?.clear();
       if (config.ownsClient) await client.close();
     },
   };
-}
-
-function freezeVerified(token: M2MToken): VerifiedM2MToken {
-  return Object.freeze({
-    id: token.id,
-    subject: token.subject,
-    scopes: Object.freeze([...token.scopes]),
-    claims: token.claims === null ? null : deepFreeze(token.claims),
-    expiration: token.expiration,
-    createdAt: token.createdAt,
-  });
 }
 
 /** Resolves like `promise`, or rejects with the signal's reason when it aborts first. */

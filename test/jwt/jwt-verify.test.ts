@@ -215,7 +215,12 @@ describe('tokens minted by the emulator', () => {
     const restore = setEnv('CLERK_JWT_KEY', oneLine);
     try {
       const verifier = tracker.track(
-        createTokenVerifier({ apiUrl: await closedPortUrl(), now: setup.clock, retry: false }),
+        createTokenVerifier({
+          apiUrl: await closedPortUrl(),
+          machineId: setup.apiId,
+          now: setup.clock,
+          retry: false,
+        }),
       );
       await expect(verifier.verify(minted.token)).resolves.toMatchObject({ id: minted.id });
     } finally {
@@ -232,6 +237,7 @@ describe('tokens minted by the emulator', () => {
         createTokenVerifier({
           apiUrl: await closedPortUrl(),
           jwtKey: setup.emulator.jwks.publicKeyPem,
+          machineId: setup.apiId,
           now: setup.clock,
         }),
       );
@@ -463,7 +469,11 @@ describe('options', () => {
 
   it('an RSA `jwtKey` and `jwksRefreshMinMs: 0` are accepted', async () => {
     const verifier = tracker.track(
-      createTokenVerifier({ jwtKey: sharedRsaPair('trusted').publicKeyPem, jwksRefreshMinMs: 0 }),
+      createTokenVerifier({
+        jwtKey: sharedRsaPair('trusted').publicKeyPem,
+        jwksRefreshMinMs: 0,
+        anyMachine: true,
+      }),
     );
     expect(verifier.stats().size).toBe(0);
   });

@@ -39,7 +39,7 @@ afterAll(async () => {
 
 /** `m2mAuth()` with the instance key and no `machineId`: no scope check before the guards. */
 function auth(options: M2MAuthOptions = {}) {
-  const middleware = m2mAuth({ ...fx.instanceKey(), ...options });
+  const middleware = m2mAuth({ ...fx.instanceKey(), anyMachine: true, ...options });
   built.push(middleware);
   return middleware;
 }

@@ -696,13 +696,6 @@ describe('onError and passErrors', () => {
       res.end(JSON.stringify({ mine: err.code, path: req.url }));
     };
     const { app, seen } = mount([protect({ onError, retry: false })]);
-    const fresh = await fx.mint();
-    fx.emu.failNext(1, 429, { retryAfter: 7, operation: 'verify' });
-    const unavailable = await get(app, `Bearer ${fresh.token}`, '/a');
-    expect(unavailable.status).toBe(503);
-    expect(unavailable.headers['retry-after']).toBe('7');
-    expect(unavailable.body).toEqual({ mine: 'temporarily_unavailable', path: '/a' });
-
     const missing = await get(app, undefined, '/b');
     expect(missing.status).toBe(401);
     expect(missing.headers['www-authenticate']).toBe('Bearer realm="api"');
@@ -716,22 +709,24 @@ describe('onError and passErrors', () => {
     expect(malformed.status).toBe(400);
     expect(malformed.body).toEqual({ mine: 'invalid_request', path: '/d' });
 
+    // Last: a 429 pauses every upstream call for its Retry-After.
+    const fresh = await fx.mint();
+    fx.emu.failNext(1, 429, { retryAfter: 7, operation: 'verify' });
+    const unavailable = await get(app, `Bearer ${fresh.token}`, '/a');
+    expect(unavailable.status).toBe(503);
+    expect(unavailable.headers['retry-after']).toBe('7');
+    expect(unavailable.body).toEqual({ mine: 'temporarily_unavailable', path: '/a' });
+
     expect(seen).toHaveLength(0);
     expect(received.map((e) => e.constructor)).toEqual([
-      AuthUnavailableError,
       UnauthorizedError,
       TokenRejectedError,
       InvalidRequestError,
+      AuthUnavailableError,
     ]);
     expect(
       received.map(({ status, code, headers, reason }) => ({ status, code, headers, reason })),
     ).toEqual([
-      {
-        status: 503,
-        code: 'temporarily_unavailable',
-        headers: { 'Cache-Control': 'no-store', 'Retry-After': '7' },
-        reason: 'unavailable',
-      },
       {
         status: 401,
         code: 'unauthorized',
@@ -757,6 +752,12 @@ describe('onError and passErrors', () => {
             'Bearer realm="api", error="invalid_request", error_description="The Authorization header must be: Bearer <token>"',
         },
         reason: 'malformed',
+      },
+      {
+        status: 503,
+        code: 'temporarily_unavailable',
+        headers: { 'Cache-Control': 'no-store', 'Retry-After': '7' },
+        reason: 'unavailable',
       },
     ]);
     for (const err of received) expect(err).toBeInstanceOf(M2MAuthError);

@@ -402,7 +402,9 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
         retry: false,
       }),
     );
-    const verifierA = closer.add(createTokenVerifier({ client: clientA, store: storeA }));
+    const verifierA = closer.add(
+      createTokenVerifier({ client: clientA, store: storeA, anyMachine: true }),
+    );
     const mwA = m2mAuth({ verifier: verifierA });
     const mwB = closer.add(
       m2mAuth({ apiUrl: emulator.url, secretKey: emulator.instanceSecretKey, store: storeB }),

@@ -90,7 +90,13 @@ async function service(
     ...(key === undefined ? { secretKey: emulator.instanceSecretKey } : { machineSecretKey: key }),
     logger,
   });
-  const verifier = createTokenVerifier({ client, now: clock, logger, ...verifierOptions });
+  const verifier = createTokenVerifier({
+    client,
+    anyMachine: true,
+    now: clock,
+    logger,
+    ...verifierOptions,
+  });
   const app = express();
   app.get(
     '/r',

@@ -128,7 +128,7 @@ describe('a hostile upstream that echoes the token and the key back', () => {
     answerWith = { status, place, traceId };
     const token = watch.secret('presented token', `mt_${randomAlnum(40)}`);
     const client = createM2MClient({ apiUrl: upstream.url, secretKey, retry: false, logger });
-    const verifier = createTokenVerifier({ client, logger, breaker: false });
+    const verifier = createTokenVerifier({ client, logger, breaker: false, anyMachine: true });
     const app = express();
     app.get('/r', m2mAuth({ verifier, logger, onError: watch.onError }), (_req, res) => {
       res.json({ ok: true });
@@ -208,7 +208,7 @@ describe('a hostile upstream that echoes the token and the key back', () => {
       });
     });
     const client = createM2MClient({ apiUrl: server.url, secretKey, retry: false, logger });
-    const verifier = createTokenVerifier({ client, logger });
+    const verifier = createTokenVerifier({ client, logger, anyMachine: true });
     const app = express();
     app.get('/r', m2mAuth({ verifier, logger }), (req, res) => {
       res.json({ m2m: req.m2m, keys: Object.keys(req.m2m ?? {}) });

@@ -303,12 +303,15 @@ describe('cache.max', () => {
     expect(verifier.stats().size).toBe(5);
   });
 
-  it('counts good and bad answers together', async () => {
+  it('bounds good answers and refusals apart: refusals never push a good answer out', async () => {
     const verifier = h.verifier({ cache: { max: 5 } });
-    for (let i = 0; i < 3; i++) await verifier.verify((await h.mint()).token);
-    for (const c of ['a', 'b', 'c', 'd']) {
-      await expectInvalid(verifier.verify(unknownToken(c)), 'unknown');
-    }
-    expect(verifier.stats().size).toBe(5);
+    const good = [];
+    for (let i = 0; i < 3; i++) good.push((await h.mint()).token);
+    for (const token of good) await verifier.verify(token);
+    for (const c of 'abcdefgh') await expectInvalid(verifier.verify(unknownToken(c)), 'unknown');
+    expect(verifier.stats().size).toBe(3 + 5);
+    const calls = h.emulator.calls.verify;
+    for (const token of good) await verifier.verify(token);
+    expect(h.emulator.calls.verify, 'every good answer still cached').toBe(calls);
   });
 });

@@ -29,6 +29,7 @@ describe('logs', () => {
     const base = {
       apiUrl: h.emulator.url,
       secretKey: h.emulator.instanceSecretKey,
+      anyMachine: true,
       now: h.clock,
       logger,
     };
@@ -45,6 +46,7 @@ describe('logs', () => {
     const verifier = h.track(
       createTokenVerifier({
         client,
+        anyMachine: true,
         now: h.clock,
         logger,
         cache: { ttlMs: 1_000, staleIfErrorMs: 5_000 },
@@ -117,6 +119,7 @@ describe('logs', () => {
       createTokenVerifier({
         apiUrl: h.emulator.url,
         jwtKey: h.emulator.jwks.publicKeyPem,
+        anyMachine: true,
         now: h.clock,
         logger,
       }),

@@ -2,6 +2,7 @@
  * Options are validated once, at construction, with an M2MConfigError naming the option; every
  * documented default is observable.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createM2MClient } from '../../src/client/index.js';
 import { M2MConfigError } from '../../src/shared/config-error.js';
@@ -10,6 +11,7 @@ import {
   DEFAULT_BREAKER,
   DEFAULT_CACHE,
   DEFAULT_CLOCK_SKEW_MS,
+  DEFAULT_UPSTREAM_BUDGET,
   TOKEN_VERIFIER_KEYS,
   type TokenVerifier,
   type TokenVerifierOptions,
@@ -85,6 +87,19 @@ describe('construction-time validation', () => {
     ['apiUrl not http', { apiUrl: 'ftp://example.com' }, 'apiUrl'],
     ['timeoutMs 0', { timeoutMs: 0 }, 'timeoutMs'],
     ['retry.retries negative', { retry: { retries: -1 } }, 'retry.retries'],
+    ['cache.maxBytes below 1 KiB', { cache: { maxBytes: 1023 } }, 'cache.maxBytes'],
+    ['cache.maxBytes fractional', { cache: { maxBytes: 4096.5 } }, 'cache.maxBytes'],
+    ['upstreamBudget true', { upstreamBudget: true }, 'upstreamBudget'],
+    ['upstreamBudget a number', { upstreamBudget: 20 }, 'upstreamBudget'],
+    [
+      'upstreamBudget.perSecond 0',
+      { upstreamBudget: { perSecond: 0 } },
+      'upstreamBudget.perSecond',
+    ],
+    ['upstreamBudget.burst 0', { upstreamBudget: { burst: 0 } }, 'upstreamBudget.burst'],
+    ['upstreamBudget.burst a string', { upstreamBudget: { burst: '40' } }, 'upstreamBudget.burst'],
+    ['unknown upstreamBudget key', { upstreamBudget: { rate: 5 } }, 'upstreamBudget.rate'],
+    ['anyMachine a string', { anyMachine: 'yes' }, 'anyMachine'],
   ];
 
   it.each(cases)('%s -> M2MConfigError naming %s', (_label, options, option) => {
@@ -159,7 +174,8 @@ describe('construction-time validation', () => {
         allowedSubjects: [MACHINE, OTHER_MACHINE],
         clockSkewMs: 0,
         now: () => 0,
-        cache: { max: 1, ttlMs: 0, negativeTtlMs: 0, staleIfErrorMs: 86_400_000 },
+        cache: { max: 1, maxBytes: 1024, ttlMs: 0, negativeTtlMs: 0, staleIfErrorMs: 86_400_000 },
+        upstreamBudget: { perSecond: 1, burst: 1 },
         breaker: { failures: 0, cooldownMs: 0 },
         timeoutMs: 1000,
         retry: { retries: 0 },
@@ -169,7 +185,45 @@ describe('construction-time validation', () => {
     expect(() =>
       build({ apiUrl: API_URL, machineSecretKey: 'ak_ok', cache: false, breaker: false }),
     ).not.toThrow();
-    expect(() => build({ secretKey: 'sk_test_ok' })).not.toThrow();
+    expect(() => build({ secretKey: 'sk_test_ok', anyMachine: true })).not.toThrow();
+    expect(() => build({ machineSecretKey: 'ak_ok', upstreamBudget: false })).not.toThrow();
+  });
+
+  describe('no silent any-machine default', () => {
+    const instanceOnly = { apiUrl: API_URL, secretKey: 'sk_test_ok' };
+    it('the instance key without machineId or allowedSubjects fails, saying what to set', () => {
+      const err = configError(instanceOnly);
+      expect(err.option).toBe('machineId');
+      expect(err.message).toContain('allowedSubjects');
+      expect(err.message).toContain('anyMachine: true');
+    });
+
+    it('so does the instance key from CLERK_SECRET_KEY, and a jwtKey alone', () => {
+      const saved = process.env.CLERK_SECRET_KEY;
+      process.env.CLERK_SECRET_KEY = 'sk_test_from_env';
+      try {
+        expect(configError({ apiUrl: API_URL }).message).toContain('CLERK_SECRET_KEY');
+      } finally {
+        if (saved === undefined) delete process.env.CLERK_SECRET_KEY;
+        else process.env.CLERK_SECRET_KEY = saved;
+      }
+      const client = createM2MClient({ apiUrl: API_URL, secretKey: 'sk_test_ok' });
+      try {
+        expect(configError({ client }).option).toBe('machineId');
+      } finally {
+        void client.close();
+      }
+      const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const jwtKey = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      expect(configError({ apiUrl: API_URL, jwtKey }).option).toBe('machineId');
+    });
+
+    it('machineId, allowedSubjects, a machine key or anyMachine: true each make it start', () => {
+      expect(() => build({ ...instanceOnly, machineId: MACHINE })).not.toThrow();
+      expect(() => build({ ...instanceOnly, allowedSubjects: [MACHINE] })).not.toThrow();
+      expect(() => build({ ...instanceOnly, anyMachine: true })).not.toThrow();
+      expect(() => build({ apiUrl: API_URL, machineSecretKey: 'ak_ok' })).not.toThrow();
+    });
   });
 
   it('TOKEN_VERIFIER_KEYS lists every documented option', () => {
@@ -200,11 +254,13 @@ describe('documented defaults', () => {
   it('the exported defaults are the documented ones', () => {
     expect(DEFAULT_CACHE).toEqual({
       max: 10_000,
+      maxBytes: 64 * 1024 * 1024,
       ttlMs: 10_000,
       negativeTtlMs: 5_000,
       staleIfErrorMs: 0,
     });
     expect(DEFAULT_BREAKER).toEqual({ failures: 5, cooldownMs: 5_000 });
+    expect(DEFAULT_UPSTREAM_BUDGET).toEqual({ perSecond: 20, burst: 40 });
     expect(DEFAULT_CLOCK_SKEW_MS).toBe(5_000);
   });
 

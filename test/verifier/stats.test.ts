@@ -119,6 +119,7 @@ describe('stats() and diagnostics channels', () => {
       await expectUnavailable(verifier.verify(minted.token), 'timeout');
       h.emulator.failNext(1, 429, { operation: 'verify', retryAfter: 1 });
       await expectUnavailable(verifier.verify(minted.token), 'rate_limited');
+      h.clock.advance(1_000); // past the pause the 429 asked for
       h.emulator.failNext(1, 401, { operation: 'verify' });
       await expectUnavailable(verifier.verify(minted.token), 'misconfigured');
       expect(upstream.messages.map((m) => m.reason)).toEqual([
