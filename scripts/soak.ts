@@ -218,6 +218,11 @@ const verifierClient = createM2MClient({
 });
 const verifier = createTokenVerifier({
   client: verifierClient,
+  // The instance key checks no scope: requireMachine() on the route does.
+  anyMachine: true,
+  // Sized above the soak's own rate of never-seen tokens (new live ones and unknown ones), so
+  // every unknown token gets its 401: the flood test covers what the budget refuses.
+  upstreamBudget: { perSecond: 2_000, burst: 2_000 },
   cache: { ttlMs: TTL_MS, negativeTtlMs: 500 },
   breaker: BREAKER,
   logger,

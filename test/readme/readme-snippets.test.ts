@@ -88,10 +88,16 @@ describe('README snippets', () => {
     cleanups.push(() => emulator.close());
     const apiUrl = emulator.url;
     const instanceKey = emulator.instanceSecretKey;
+    const apiMachineId = emulator.machines.api.id;
     const redisUrl = process.env.REDIS_URL!;
     const app = express();
     const store = createRedisStore({ url: redisUrl, keyPrefix: 'orders-service:' });
-    const verifier = createTokenVerifier({ apiUrl, secretKey: instanceKey, store });
+    const verifier = createTokenVerifier({
+      apiUrl,
+      secretKey: instanceKey,
+      machineId: apiMachineId,
+      store,
+    });
     app.use('/internal', m2mAuth({ verifier }));
     cleanups.push(() => store.close());
     cleanups.push(() => verifier.close());

@@ -367,28 +367,17 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     expect(ttls.at(-1)!).toBeLessThan(ttls[0]!);
   });
 
-  it('keeps no JWT text in Redis either, and a JWT answer no longer than the token lives', async () => {
+  it('never writes a JWT answer to Redis: each verifier checks JWTs with its own keys', async () => {
     const jwtKey = emulator.jwks.publicKeyPem;
     const a = await replica({ jwtKey });
     const b = await replica({ jwtKey });
     const jwt = await mint({ tokenFormat: 'jwt', secondsUntilExpiration: 60 });
-    const before = Date.now();
     await a.verifier.verify(jwt.token);
-    await shared(a, jwt.id);
     await b.verifier.verify(jwt.token);
-    expect(b.verifier.stats().sharedHits).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // any background write
+    expect(b.verifier.stats().sharedHits).toBe(0);
     expect(emulator.calls.verify).toBe(0);
-    const keys = await scanKeys(raw, keyPrefix);
-    expect(keys.length).toBeGreaterThan(0);
-    for (const key of keys) {
-      expect(key).not.toContain(jwt.token);
-      expect((await raw.get(key)) ?? '').not.toContain(jwt.token);
-      const pttl = await raw.pttl(key);
-      expect(pttl).toBeGreaterThan(0);
-      // Past cache.ttlMs (10 s by default), by design: until expiration + clockSkewMs (5 s).
-      expect(pttl).toBeGreaterThan(10_000);
-      expect(pttl).toBeLessThanOrEqual(jwt.expiration! + 5000 - before);
-    }
+    expect(await scanKeys(raw, keyPrefix)).toEqual([]);
   });
 
   it('makes another Express app answer 401 once a token is revoked through one', async () => {
@@ -407,7 +396,12 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     );
     const mwA = m2mAuth({ verifier: verifierA });
     const mwB = closer.add(
-      m2mAuth({ apiUrl: emulator.url, secretKey: emulator.instanceSecretKey, store: storeB }),
+      m2mAuth({
+        apiUrl: emulator.url,
+        secretKey: emulator.instanceSecretKey,
+        anyMachine: true,
+        store: storeB,
+      }),
     );
     const serverA = await serve(mwA);
     const serverB = await serve(mwB);

@@ -89,6 +89,7 @@ export async function startInstance(options: InstanceOptions): Promise<Instance>
   });
   const verifier = createTokenVerifier({
     client,
+    anyMachine: true,
     store,
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
