@@ -1,13 +1,14 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CLIENT_OPTION_KEYS, createM2MClient, type M2MClient } from '../client/index.js';
-import { M2MConfigError } from '../shared/config-error.js';
+import { fromVariable, M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import {
   assertKnownKeys,
   assertMethods,
   functionOption,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
@@ -36,19 +37,27 @@ export const DEFAULT_JWKS_REFRESH_MIN_MS = 30_000;
 const CLIENT_KEYS = CLIENT_OPTION_KEYS.filter(
   (key): key is Exclude<(typeof CLIENT_OPTION_KEYS)[number], 'logger'> => key !== 'logger',
 );
-const VERIFIER_KEYS = [
-  'client',
-  'machineId',
-  'allowedSubjects',
-  'clockSkewMs',
-  'now',
-  'logger',
-  'cache',
-  'breaker',
-  'jwtKey',
-  'jwksRefreshMinMs',
-  'store',
-] as const;
+/** The verifier's own options, from {@link TokenVerifierOptions}: the compiler keeps it complete. */
+const VERIFIER_KEYS = optionKeys<Omit<TokenVerifierOptions, (typeof CLIENT_KEYS)[number]>>({
+  client: true,
+  machineId: true,
+  allowedSubjects: true,
+  clockSkewMs: true,
+  now: true,
+  logger: true,
+  cache: true,
+  breaker: true,
+  jwtKey: true,
+  jwksRefreshMinMs: true,
+  store: true,
+});
+const CACHE_KEYS = optionKeys<VerifierCacheOptions>({
+  max: true,
+  ttlMs: true,
+  negativeTtlMs: true,
+  staleIfErrorMs: true,
+});
+const BREAKER_KEYS = optionKeys<VerifierBreakerOptions>({ failures: true, cooldownMs: true });
 /** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
 export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
 
@@ -78,7 +87,7 @@ function machineIdOption(value: unknown, name: string): string | undefined {
 function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
   if (value === false) return false;
   const cache = optionsObject<VerifierCacheOptions>(value, 'cache');
-  assertKnownKeys(cache, ['max', 'ttlMs', 'negativeTtlMs', 'staleIfErrorMs'], 'cache.');
+  assertKnownKeys(cache, CACHE_KEYS, 'cache.');
   const day = 86_400_000;
   return {
     max: intOption(cache.max, 'cache.max', DEFAULT_CACHE.max, { min: 1, max: 10_000_000 }),
@@ -103,7 +112,7 @@ function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
 function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
   if (value === false) return { failures: 0, cooldownMs: 0 };
   const breaker = optionsObject<VerifierBreakerOptions>(value, 'breaker');
-  assertKnownKeys(breaker, ['failures', 'cooldownMs'], 'breaker.');
+  assertKnownKeys(breaker, BREAKER_KEYS, 'breaker.');
   return {
     failures: intOption(breaker.failures, 'breaker.failures', DEFAULT_BREAKER.failures, {
       max: 1000,
@@ -165,7 +174,10 @@ export function parseVerifierOptions(
     cache: cacheOption(options.cache),
     breaker: breakerOption(options.breaker),
     store: storeOption(options.store, options.cache),
-    jwtKey: jwtKeyOption(options.jwtKey ?? env.CLERK_JWT_KEY),
+    jwtKey:
+      options.jwtKey === undefined && env.CLERK_JWT_KEY
+        ? fromVariable('CLERK_JWT_KEY', () => jwtKeyOption(env.CLERK_JWT_KEY))
+        : jwtKeyOption(options.jwtKey),
     jwksRefreshMinMs: intOption(
       options.jwksRefreshMinMs,
       'jwksRefreshMinMs',

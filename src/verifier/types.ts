@@ -80,8 +80,10 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
    * interval, whatever the `kid`, so forged `kid`s cannot hammer Clerk. Default `30000` ms.
    */
   jwksRefreshMinMs?: number;
-  /** A pino logger; also given to a client the verifier builds. Default: silent. */
-  logger?: Logger;
+  /**
+   * A pino logger; also given to a client the verifier builds. Default: pino at level `warn` on stderr (a rejected key, an unreachable Clerk; nothing per request in normal operation); `false` silences it.
+   */
+  logger?: Logger | false;
   /** Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one). */
   cache?: VerifierCacheOptions | false;
   /** Circuit-breaker settings, or `false` to disable it. */

@@ -15,6 +15,7 @@ import { InvalidTokenError, type InvalidTokenReason, VerifierUnavailableError } 
 import { createJwtVerifier, isJwtShaped } from './jwt.js';
 import { parseVerifierOptions } from './options.js';
 import { createSharedLevel, type Invalidation } from './shared-level.js';
+import { createOutageLog } from './outage-log.js';
 import { createStats } from './stats.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
@@ -49,6 +50,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       log.warn({ state }, 'clerk verify circuit breaker changed state');
     },
   );
+  const outage = createOutageLog(log, client.apiUrl, client.verifyIdentity);
   const inflight = new Map<string, Promise<Entry>>();
   const verifyJwt = createJwtVerifier({
     client,
@@ -277,6 +279,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       const at = now();
       if (err instanceof NotFoundError || err instanceof BadRequestError) {
         breaker.success();
+        outage.answered();
         // A token we held as good and Clerk now refuses was revoked or has expired.
         const was = previous?.kind === 'valid' ? previous.value : undefined;
         const reason: InvalidTokenReason =
@@ -302,16 +305,11 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       breaker.failure();
       const unavailable = toUnavailable(err);
       stats.upstream('error', ms, unavailable.reason);
-      const level = unavailable.reason === 'misconfigured' ? 'error' : 'warn';
-      log[level](
-        { reason: unavailable.reason, status: (err as M2MApiError).status, fp: fingerprint(token) },
-        unavailable.reason === 'misconfigured'
-          ? 'clerk rejected our own secret key: check machineSecretKey/secretKey'
-          : 'clerk verify unavailable',
-      );
+      outage.failed(unavailable, (err as M2MApiError).status);
       return staleOr(previous, at, unavailable);
     }
     breaker.success();
+    outage.answered();
     const at = now();
     stats.upstream('valid', Math.round(performance.now() - t0), undefined);
     const details = { tokenId: answer.id, subject: answer.subject };

@@ -38,7 +38,7 @@ describe('JWT-format tokens', () => {
     expect(header).toEqual({
       alg: 'RS256',
       typ: 'JWT',
-      kid: emulator.jwks.kid,
+      kid: emulator.jwks.keys[0]!.kid,
       cat: 'cl_B7d4PD333AAA',
     });
     expect(M2M_JWT_CATEGORY).toBe('cl_B7d4PD333AAA');
@@ -126,7 +126,7 @@ describe('JWT-format tokens', () => {
     const { input, signature } = decode(res.token);
 
     expect(
-      verifySignature('sha256', Buffer.from(input), emulator.jwks.publicKeyPem, signature),
+      verifySignature('sha256', Buffer.from(input), emulator.jwtKey, signature),
     ).toBe(true);
 
     const jwks = await call(emulator, 'GET', '/v1/jwks', { key: emulator.instanceSecretKey });
@@ -139,7 +139,7 @@ describe('JWT-format tokens', () => {
       kty: 'RSA',
       alg: 'RS256',
       use: 'sig',
-      kid: emulator.jwks.kid,
+      kid: emulator.jwks.keys[0]!.kid,
       e: 'AQAB',
     });
     const fromJwk = createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e }, format: 'jwk' });
@@ -158,7 +158,7 @@ describe('JWT-format tokens', () => {
     const [one, two] = await Promise.all([start(), start()]);
     const res = await createJwt(one!);
     const { input, signature } = decode(res.token);
-    expect(verifySignature('sha256', Buffer.from(input), two!.jwks.publicKeyPem, signature)).toBe(
+    expect(verifySignature('sha256', Buffer.from(input), two!.jwtKey, signature)).toBe(
       false,
     );
   });
@@ -221,7 +221,7 @@ describe('JWT-format tokens', () => {
     const emulator = await start();
     const created = await createJwt(emulator);
     const verifier = createClerkClient({
-      jwtKey: emulator.jwks.publicKeyPem,
+      jwtKey: emulator.jwtKey,
       apiUrl: emulator.url,
     });
     const verified = await verifier.m2m.verify({ token: created.token });
@@ -232,7 +232,7 @@ describe('JWT-format tokens', () => {
   it("is rejected by Clerk's SDK when signed by another emulator", async () => {
     const [one, two] = await Promise.all([start(), start()]);
     const created = await createJwt(one!);
-    const verifier = createClerkClient({ jwtKey: two!.jwks.publicKeyPem, apiUrl: two!.url });
+    const verifier = createClerkClient({ jwtKey: two!.jwtKey, apiUrl: two!.url });
     await expect(verifier.m2m.verify({ token: created.token })).rejects.toThrow();
   });
 });

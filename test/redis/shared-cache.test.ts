@@ -368,7 +368,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
   });
 
   it('keeps no JWT text in Redis either, and a JWT answer no longer than the token lives', async () => {
-    const jwtKey = emulator.jwks.publicKeyPem;
+    const jwtKey = emulator.jwtKey;
     const a = await replica({ jwtKey });
     const b = await replica({ jwtKey });
     const jwt = await mint({ tokenFormat: 'jwt', secondsUntilExpiration: 60 });

@@ -171,7 +171,7 @@ describe('misconfigured: Clerk rejects our own key', () => {
     const verifier = h.track(
       createTokenVerifier({
         apiUrl: h.emulator.url,
-        jwtKey: h.emulator.jwks.publicKeyPem,
+        jwtKey: h.emulator.jwtKey,
         now: h.clock,
       }),
     );

@@ -116,7 +116,7 @@ describe('logs', () => {
     const jwtOnly = h.track(
       createTokenVerifier({
         apiUrl: h.emulator.url,
-        jwtKey: h.emulator.jwks.publicKeyPem,
+        jwtKey: h.emulator.jwtKey,
         now: h.clock,
         logger,
       }),
