@@ -5,9 +5,9 @@ import {
   assertKnownKeys,
   functionOption,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
-  optionKeys,
 } from '../shared/validate.js';
 import { MACHINE_ID_PATTERN } from '../shared/wire.js';
 import { newInstanceSecretKey, newMachineId, newMachineSecretKey } from './ids.js';

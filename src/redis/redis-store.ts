@@ -6,9 +6,9 @@ import {
   assertKnownKeys,
   assertMethods,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
-  optionKeys,
 } from '../shared/validate.js';
 import type { SharedCacheStore } from '../verifier/index.js';
 

@@ -6,7 +6,6 @@ import {
   NotFoundError,
 } from '../client/index.js';
 import { deepFreeze } from '../shared/freeze.js';
-import { fingerprint } from '../shared/redact.js';
 import { TOKEN_ID_PATTERN } from '../shared/wire.js';
 import { createBreaker } from './breaker.js';
 import { createCacheKeyer } from './cache-key.js';
@@ -14,8 +13,8 @@ import type { Entry } from './entry.js';
 import { InvalidTokenError, type InvalidTokenReason, VerifierUnavailableError } from './errors.js';
 import { createJwtVerifier, isJwtShaped } from './jwt.js';
 import { parseVerifierOptions } from './options.js';
-import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createOutageLog } from './outage-log.js';
+import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';

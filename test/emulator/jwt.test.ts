@@ -125,9 +125,7 @@ describe('JWT-format tokens', () => {
     const res = await createJwt(emulator);
     const { input, signature } = decode(res.token);
 
-    expect(
-      verifySignature('sha256', Buffer.from(input), emulator.jwtKey, signature),
-    ).toBe(true);
+    expect(verifySignature('sha256', Buffer.from(input), emulator.jwtKey, signature)).toBe(true);
 
     const jwks = await call(emulator, 'GET', '/v1/jwks', { key: emulator.instanceSecretKey });
     expect(jwks.status).toBe(200);
@@ -158,9 +156,7 @@ describe('JWT-format tokens', () => {
     const [one, two] = await Promise.all([start(), start()]);
     const res = await createJwt(one!);
     const { input, signature } = decode(res.token);
-    expect(verifySignature('sha256', Buffer.from(input), two!.jwtKey, signature)).toBe(
-      false,
-    );
+    expect(verifySignature('sha256', Buffer.from(input), two!.jwtKey, signature)).toBe(false);
   });
 
   it('is not stored: not listed, not revocable, not verifiable by the BAPI', async () => {

@@ -349,11 +349,7 @@ describe('with the emulator JWKS', () => {
 
   it('refuses HS256 signed with the emulator public key PEM as HMAC secret', async () => {
     const { header, payload } = await minted();
-    const token = signJwt(
-      edit(header, { alg: 'HS256' }),
-      payload,
-      hs256(emulatorKey()),
-    );
+    const token = signJwt(edit(header, { alg: 'HS256' }), payload, hs256(emulatorKey()));
     await expectInvalid(verifier.verify(token));
   });
 

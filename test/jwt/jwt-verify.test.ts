@@ -349,7 +349,11 @@ describe('the cache', () => {
     const minted = await setup.mintJwt();
     const { payload } = decodeJwt(minted.token);
     const other = sharedRsaPair('attacker');
-    const forged = signJwt(m2mHeader(setup.emulator.jwks.keys[0]!.kid), payload, rs(other.privateKey));
+    const forged = signJwt(
+      m2mHeader(setup.emulator.jwks.keys[0]!.kid),
+      payload,
+      rs(other.privateKey),
+    );
     const verifier = verifierFor(setup);
     const checks = countSignatureChecks();
 
