@@ -1,5 +1,6 @@
 import { createPublicKey, verify as verifySignature } from 'node:crypto';
 import { createClerkClient } from '@clerk/backend';
+import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
 import { M2M_JWT_CATEGORY } from '../../src/emulator/index.js';
@@ -230,5 +231,36 @@ describe('JWT-format tokens', () => {
     const created = await createJwt(one!);
     const verifier = createClerkClient({ jwtKey: two!.jwtKey, apiUrl: two!.url });
     await expect(verifier.m2m.verify({ token: created.token })).rejects.toThrow();
+  });
+
+  it('exposes its key in standard forms: `jwks` a JSON Web Key Set, `jwtKey` the PEM', async () => {
+    const emulator = await start();
+    const served = await call(emulator, 'GET', '/v1/jwks', { key: emulator.instanceSecretKey });
+    expect(emulator.jwks).toEqual(served.json);
+    expect(emulator.jwks).toEqual({
+      keys: [
+        {
+          kty: 'RSA',
+          n: expect.any(String),
+          e: 'AQAB',
+          kid: expect.stringMatching(/^ins_/),
+          alg: 'RS256',
+          use: 'sig',
+        },
+      ],
+    });
+    // Any JWT library takes it as is.
+    const created = await createJwt(emulator);
+    const { payload } = await jwtVerify(
+      created.token,
+      createLocalJWKSet(emulator.jwks as JSONWebKeySet),
+    );
+    expect(payload.sub).toBe(emulator.machines.caller!.id);
+    // The PEM is the same key.
+    const fromPem = createPublicKey(emulator.jwtKey).export({ format: 'jwk' });
+    expect(fromPem.n).toBe(emulator.jwks.keys[0]!.n);
+    // A copy each time: mutating it changes nothing served.
+    (emulator.jwks.keys[0] as { kid: string }).kid = 'x';
+    expect(emulator.jwks.keys[0]!.kid).toMatch(/^ins_/);
   });
 });

@@ -155,3 +155,49 @@ describe('createAuthorizedFetch', () => {
     expect(() => createAuthorizedFetch(provider(), 'x' as never)).toThrow(M2MConfigError);
   });
 });
+
+describe('createTokenProvider: token format and server-side reuse', () => {
+  it('mints JWT-format tokens with tokenFormat: jwt', async () => {
+    const p = provider({ tokenFormat: 'jwt', secondsUntilExpiration: 600 });
+    const token = await p.getToken();
+    expect(token.split('.')).toHaveLength(3);
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    expect(payload.sub).toBe(emulator.machines.caller.id);
+  });
+
+  it("minRemainingTtlSeconds lets two providers share Clerk's live token", async () => {
+    const options = { secondsUntilExpiration: 600, minRemainingTtlSeconds: 300 };
+    const first = await provider(options).getToken();
+    const second = await provider(options).getToken();
+    expect(emulator.calls.create).toBe(2);
+    expect(second).toBe(first); // Clerk returned the live token instead of minting a new one
+    const fresh = await provider({ secondsUntilExpiration: 600 }).getToken();
+    expect(fresh).not.toBe(first);
+  });
+
+  it.each([
+    [{ tokenFormat: 'JWT' }, 'tokenFormat', 'must be `opaque` or `jwt`'],
+    [{ minRemainingTtlSeconds: -1 }, 'minRemainingTtlSeconds', 'must be an integer from 0'],
+    [{ minRemainingTtlSeconds: 1.5 }, 'minRemainingTtlSeconds', 'must be an integer'],
+    [
+      { secondsUntilExpiration: 60, minRemainingTtlSeconds: 60 },
+      'minRemainingTtlSeconds',
+      'must be an integer from 0 to 59',
+    ],
+    [
+      { tokenFormat: 'jwt', minRemainingTtlSeconds: 10 },
+      'minRemainingTtlSeconds',
+      'applies to opaque tokens only',
+    ],
+  ])('refuses %o naming %s', (options, option, expectation) => {
+    let err: unknown;
+    try {
+      provider(options as never);
+    } catch (caught) {
+      err = caught;
+    }
+    expect(err).toBeInstanceOf(M2MConfigError);
+    expect((err as M2MConfigError).option).toBe(option);
+    expect((err as M2MConfigError).message).toContain(expectation);
+  });
+});
