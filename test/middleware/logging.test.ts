@@ -397,3 +397,17 @@ describe('log hygiene over every case', () => {
     }
   });
 });
+
+describe('an outage in the logs', () => {
+  it('is one warning naming the host, not one per refused request', async () => {
+    const { logger, lines } = captureLogs();
+    const dead = await deadUrl();
+    const app = mount([auth(logger, { apiUrl: dead, retry: false, breaker: false })]);
+    const minted = await fx.mint();
+    for (let i = 0; i < 5; i++) expect((await send(app, bearer(minted.token))).status).toBe(503);
+    const loud = lines().filter((line) => line.level >= 40);
+    expect(loud).toHaveLength(1);
+    expect(loud[0]!.msg).toContain(`clerk at ${new URL(dead).host} is unavailable (network)`);
+    expect(lines().filter((line) => line.msg === 'm2m request refused')).toHaveLength(5);
+  });
+});

@@ -90,3 +90,44 @@ describe('an outage', () => {
     expect(JSON.stringify(log.records())).not.toContain(UNKNOWN_MACHINE_KEY);
   });
 });
+
+describe('the startup line about JWT-format tokens', () => {
+  const setupLines = (options: Parameters<typeof createTokenVerifier>[0]) => {
+    const log = captureLogger();
+    h.track(createTokenVerifier({ apiUrl: h.emulator.url, ...options, logger: log.logger }));
+    return log.records().filter((r) => /^JWT-format tokens/.test(String(r.msg)));
+  };
+  const machineKey = () => h.machine('api').secretKey;
+
+  it('says once, at construction, what each setup does with them', () => {
+    const quickStart = setupLines({ machineSecretKey: machineKey() });
+    expect(quickStart).toHaveLength(1);
+    expect(quickStart[0]).toMatchObject({ level: 30 });
+    expect(quickStart[0]!.msg).toContain('set `machineId`');
+    expect(quickStart[0]!.msg).toContain('`jwtKey` (CLERK_JWT_KEY)');
+
+    const withId = setupLines({ machineSecretKey: machineKey(), machineId: h.machine('api').id });
+    expect(withId[0]!.msg).toContain("a machine key cannot read Clerk's JWKS");
+
+    const complete = setupLines({
+      machineSecretKey: machineKey(),
+      machineId: h.machine('api').id,
+      jwtKey: h.emulator.jwtKey,
+    });
+    expect(complete[0]).toMatchObject({
+      level: 30,
+      msg: 'JWT-format tokens are verified locally with `jwtKey`',
+    });
+
+    const instance = setupLines({ secretKey: h.emulator.instanceSecretKey });
+    expect(instance[0]!.msg).toContain("keys from Clerk's JWKS");
+  });
+
+  it('warns when a jwtKey is given but cannot be used (a machine key without machineId)', () => {
+    const [line] = setupLines({ machineSecretKey: machineKey(), jwtKey: h.emulator.jwtKey });
+    expect(line).toMatchObject({ level: 40 });
+    expect(line!.msg).toMatch(
+      /^JWT-format tokens will be refused: verifying with a machine key, set `machineId`/,
+    );
+  });
+});
