@@ -121,6 +121,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
 
   let kept: Kept | undefined;
   let minting: Promise<string> | undefined;
+  /** Whether the refresh failure in progress has been logged. */
+  let refreshFailing = false;
 
   async function mint(): Promise<string> {
     const created = await client.createToken({
@@ -132,6 +134,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     const at = now();
     const lifetime = created.expiration === null ? null : created.expiration - at;
     const lead = lifetime === null ? 0 : Math.min(refreshBeforeMs, Math.floor(lifetime / 2));
+    refreshFailing = false;
     kept = {
       token: created.token,
       expiration: created.expiration,
@@ -155,7 +158,14 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
         return await minting;
       } catch (err) {
         if (current && (current.expiration === null || now() < current.expiration)) {
-          log.warn({ err: (err as Error).message }, 'token refresh failed; using the kept token');
+          // Said once until a mint succeeds again: every call retries the refresh meanwhile.
+          if (!refreshFailing) {
+            refreshFailing = true;
+            log.warn(
+              { err: (err as Error).message },
+              'token refresh failed; using the kept token until it expires',
+            );
+          }
           return current.token;
         }
         throw err;

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import {
@@ -83,6 +84,25 @@ describe('createTokenProvider', () => {
     emulator.failNext(1, 400, { operation: 'create' });
     await expect(p.getToken()).rejects.toMatchObject({ name: 'BadRequestError' });
     expect(await p.getToken()).not.toBe(first); // healthy again
+  });
+
+  it('logs a failing refresh once, not on every call that retries it', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino(
+      { level: 'trace' },
+      { write: (line: string) => lines.push(JSON.parse(line)) },
+    );
+    const p = provider({ secondsUntilExpiration: 100, refreshBeforeMs: 20_000, logger });
+    const first = await p.getToken();
+    now += 85_000;
+    emulator.failNext(3, 400, { operation: 'create' });
+    for (let i = 0; i < 3; i++) expect(await p.getToken()).toBe(first);
+    expect(lines.filter((line) => line.level >= 40)).toHaveLength(1);
+    expect(await p.getToken()).not.toBe(first); // a mint succeeds: a later failure is said again
+    now += 85_000;
+    emulator.failNext(1, 400, { operation: 'create' });
+    await p.getToken();
+    expect(lines.filter((line) => line.level >= 40)).toHaveLength(2);
   });
 
   it('invalidate() makes the next call mint a new token', async () => {
