@@ -55,8 +55,10 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
   /** A client to verify through. Revocations made through it are applied here at once. */
   client?: M2MClient;
   /**
-   * This service's machine id (`mch_…`). When set, a token whose `scopes` lack it is not valid.
-   * Needed when verifying with the instance key, which Clerk does not scope-check. Default: unset.
+   * This service's machine id (`mch_…`), the machine tokens must be made to call; not the caller,
+   * which `req.m2m.machineId` names. When set, a token whose `scopes` lack it is not valid.
+   * Needed when verifying with the instance key, which Clerk does not scope-check, and for
+   * JWT-format tokens with a machine key. Default: unset.
    */
   machineId?: string;
   /** When set, only tokens whose subject (the calling machine) is listed are valid. Default: any. */
