@@ -1,8 +1,14 @@
 /**
- * The README's quick start, as a program: `PORT=3000 npx tsx examples/quick-start.ts` with
- * CLERK_MACHINE_SECRET_KEY (this service's machine key) and, for the emulator, CLERK_API_URL set,
- * e.g. from `npx m2m-guard emulator`. test/readme runs it against the emulator.
+ * The README's quick start, as a program: `npx tsx examples/quick-start.ts`.
+ *
+ * With CLERK_MACHINE_SECRET_KEY set (this service's machine key; CLERK_API_URL too for the
+ * emulator, e.g. from `npx m2m-guard emulator`), it serves on PORT (default 3000) until stopped.
+ * With no variable set, it starts an emulator, serves as its machine `api`, calls itself with a
+ * token of `caller` and without one, prints both answers and exits. test/readme runs it too.
  */
+// biome-ignore-all assist/source/organizeImports: the README's block must stay in one piece
+// Not needed in an app: starts a local emulator when no CLERK_* variable is set.
+import { showOrServe } from './support/local-clerk.js';
 import express from 'express';
 // In an app: from 'm2m-guard'.
 import { m2mAuth } from '../src/index.js';
@@ -15,3 +21,5 @@ app.get('/internal/orders', (req, res) => {
   res.json({ calledBy: req.m2m?.subject, claims: req.m2m?.claims });
 });
 export const server = app.listen(Number(process.env.PORT ?? 3000));
+
+await showOrServe(server, '/internal/orders');

@@ -185,6 +185,8 @@ function describe(emulator: Emulator): string {
   lines.push('', 'Environment for a service using Clerk (pick the machine it runs as):');
   lines.push(`  CLERK_API_URL=${emulator.url}`);
   lines.push(`  CLERK_SECRET_KEY=${emulator.instanceSecretKey}`);
+  // One line, `\n` escaped, as .env files hold it; the verifier reads either form.
+  lines.push(`  CLERK_JWT_KEY="${emulator.jwtKey.trim().replaceAll('\n', '\\n')}"`);
   for (const m of machines)
     lines.push(`  CLERK_MACHINE_SECRET_KEY=${m.secretKey}   # as ${m.name}`);
   lines.push('', 'Press Ctrl+C to stop.', '');

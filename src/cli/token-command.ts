@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   AuthenticationError,
@@ -6,10 +7,15 @@ import {
   M2MApiError,
   type M2MClient,
   M2MNetworkError,
+  NotFoundError,
   RateLimitError,
   ServerError,
 } from '../client/index.js';
 import { M2MConfigError } from '../shared/config-error.js';
+import { silentLogger } from '../shared/logger.js';
+import { suggestOption } from '../shared/validate.js';
+import { InvalidTokenError, VerifierUnavailableError } from '../verifier/errors.js';
+import { createJwtVerifier, isJwtShaped, jwtKeyOption } from '../verifier/jwt.js';
 import type { CliIo } from './io.js';
 
 /**
@@ -31,6 +37,7 @@ const COMMON = `Common options:
   --api-url URL              Clerk API URL (default: CLERK_API_URL, else https://api.clerk.com)
   --machine-secret-key KEY   Machine secret key ak_… (default: CLERK_MACHINE_SECRET_KEY)
   --secret-key KEY           Instance secret key sk_… (default: CLERK_SECRET_KEY)
+  --jwt-key FILE|=PEM        Public key for JWT-format tokens (default: CLERK_JWT_KEY)
   --timeout-ms MS            Deadline per attempt (default 5000)
   -h, --help                 Show this help
 Prefer the environment variables to flags: flags are visible to other users in \`ps\`.
@@ -48,6 +55,10 @@ export const TOKEN_USAGE = `Usage: m2m-guard token <create|list|revoke|verify> [
           Revoke a token by its id.
   verify  <token | ->
           Verify a token; \`-\` reads it from standard input (keeps it out of \`ps\`).
+          An opaque token (mt_…) is verified by Clerk: with the instance key, or with the
+          key of a machine the token was made to call (one in its scopes), never with the
+          key of the machine that created it. A JWT-format token is verified here, with
+          --jwt-key / CLERK_JWT_KEY, else with the JWKS read with the instance key.
 
 ${COMMON}
 `;
@@ -58,6 +69,7 @@ const OPTIONS = {
   'api-url': { type: 'string' },
   'machine-secret-key': { type: 'string' },
   'secret-key': { type: 'string' },
+  'jwt-key': { type: 'string' },
   'timeout-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   seconds: { type: 'string' },
@@ -77,7 +89,7 @@ const ACTION_FLAGS: Record<string, readonly string[]> = {
   create: ['seconds', 'claims', 'format', 'min-remaining-ttl'],
   list: ['subject', 'revoked', 'expired', 'limit', 'offset'],
   revoke: ['reason'],
-  verify: [],
+  verify: ['jwt-key'],
 };
 const COMMON_FLAGS = ['api-url', 'machine-secret-key', 'secret-key', 'timeout-ms', 'help'];
 
@@ -100,35 +112,86 @@ export interface TokenCommandIo extends CliIo {
 
 export async function runTokenCommand(argv: string[], io: TokenCommandIo): Promise<number> {
   let client: M2MClient | undefined;
+  let sources: Sources = {};
+  let verifying = false;
   try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      options: OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseFlags(argv);
     const [action, ...args] = positionals;
     if (values.help || action === undefined) {
       (values.help ? io.stdout : io.stderr).write(TOKEN_USAGE);
       return values.help ? EXIT.ok : EXIT.usage;
     }
     const allowed = ACTION_FLAGS[action];
-    if (!allowed) throw new UsageError(`unknown action "${action}"`);
+    if (!allowed) throw new UsageError(`unknown action "${action}" (create, list, revoke, verify)`);
     for (const flag of Object.keys(values)) {
       if (!allowed.includes(flag) && !COMMON_FLAGS.includes(flag)) {
         throw new UsageError(`--${flag} does not apply to \`token ${action}\``);
       }
     }
     const env = io.env ?? process.env;
+    sources = sourcesOf(values, env);
+    verifying = action === 'verify';
     client = createM2MClientFromEnv(values, env);
-    const result = await runAction(client, action, args, values, io);
+    const result = await runAction(client, action, args, values, { ...io, env });
     io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return EXIT.ok;
   } catch (err) {
-    return reportError(err, io);
+    return reportError(err, io, sources, verifying);
   } finally {
     await client?.close();
   }
+}
+
+/** `parseArgs`, with its messages turned into ours (and a "did you mean" for a mistyped flag). */
+function parseFlags(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    if (!isParseArgsError(err)) throw err;
+    const message = (err as Error).message;
+    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(message);
+    if (unknown) {
+      const near = suggestOption(unknown[2]!, Object.keys(OPTIONS));
+      throw new UsageError(
+        `unknown flag ${unknown[1]}${unknown[2]}${near ? `; did you mean --${near}?` : ''}`,
+      );
+    }
+    const missing = /Option '(?:-\w, )?(--[\w-]+) <value>' argument missing/.exec(message);
+    if (missing) throw new UsageError(`${missing[1]} needs a value`);
+    const ambiguous = /Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+    if (ambiguous) {
+      throw new UsageError(
+        `${ambiguous[1]}'s value starts with "-": write it ${ambiguous[1]}=VALUE (or give a file)`,
+      );
+    }
+    const given = /Option '(--[\w-]+)' does not take an argument/.exec(message);
+    if (given) throw new UsageError(`${given[1]} takes no value`);
+    throw new UsageError('could not read the command line');
+  }
+}
+
+/** Where each client option came from: the flag, or the environment variable. */
+type Sources = Partial<Record<'apiUrl' | 'machineSecretKey' | 'secretKey', string>>;
+
+const FLAG_OF = {
+  apiUrl: ['api-url', 'CLERK_API_URL'],
+  machineSecretKey: ['machine-secret-key', 'CLERK_MACHINE_SECRET_KEY'],
+  secretKey: ['secret-key', 'CLERK_SECRET_KEY'],
+} as const;
+
+function sourcesOf(values: Values, env: NodeJS.ProcessEnv): Sources {
+  const sources: Sources = {};
+  for (const [option, [flag, variable]] of Object.entries(FLAG_OF)) {
+    if (values[flag] !== undefined) sources[option as keyof Sources] = `--${flag}`;
+    else if (env[variable]) sources[option as keyof Sources] = variable;
+  }
+  return sources;
+}
+
+/** How a user sets an option on the command line: `--flag` or `VARIABLE`. */
+function howToSet(option: keyof typeof FLAG_OF): string {
+  const [flag, variable] = FLAG_OF[option];
+  return `--${flag} or ${variable}`;
 }
 
 type Values = {
@@ -145,6 +208,7 @@ function createM2MClientFromEnv(values: Values, env: NodeJS.ProcessEnv): M2MClie
     machineSecretKey,
     secretKey,
     timeoutMs: integer(values['timeout-ms'], 'timeout-ms'),
+    logger: false,
   });
 }
 
@@ -201,20 +265,89 @@ async function runAction(
       expectArgs(1, 'one token, or - to read it from standard input');
       const token = args[0] === '-' ? await readStdin(io.stdin ?? process.stdin) : args[0]!;
       if (!token) throw new UsageError('no token given');
+      if (isJwtShaped(token)) return verifyJwtLocally(client, token, values, io.env ?? {});
       return client.verifyToken({ token });
     }
   }
 }
 
-function reportError(err: unknown, io: CliIo): number {
+/** A JWT-format token is never sent to Clerk's verify endpoint (it answers 404): checked here. */
+async function verifyJwtLocally(
+  client: M2MClient,
+  token: string,
+  values: Values,
+  env: NodeJS.ProcessEnv,
+): Promise<unknown> {
+  const given = values['jwt-key'];
+  const pem =
+    given === undefined
+      ? env.CLERK_JWT_KEY || undefined
+      : given.includes('-----BEGIN')
+        ? given
+        : readKeyFile(given);
+  let jwtKey: ReturnType<typeof jwtKeyOption>;
+  try {
+    jwtKey = jwtKeyOption(pem);
+  } catch (err) {
+    const source = given === undefined ? 'CLERK_JWT_KEY' : '--jwt-key';
+    throw new UsageError(`${source} ${(err as M2MConfigError).expectation}`);
+  }
+  if (!jwtKey && !client.hasSecretKey) {
+    throw new UsageError(
+      'a JWT-format token is verified locally: give its public key with --jwt-key or ' +
+        'CLERK_JWT_KEY (`m2m-guard emulator` prints it), or the instance key with ' +
+        `${howToSet('secretKey')} to read the JWKS (a machine key cannot)`,
+    );
+  }
+  const verify = createJwtVerifier({
+    client,
+    jwtKey,
+    jwksRefreshMinMs: 0,
+    clockSkewMs: 5_000,
+    now: Date.now,
+    logger: silentLogger(),
+    canFetchJwks: client.hasSecretKey,
+    // The command reports the scopes; which machine may accept the token is the receiver's call.
+    scopeUncheckable: false,
+  });
+  return { format: 'jwt', ...(await verify(token)) };
+}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      `cannot read --jwt-key ${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+    );
+  }
+}
+
+function reportError(err: unknown, io: CliIo, sources: Sources, verifying: boolean): number {
   const say = (message: string) => io.stderr.write(`m2m-guard token: ${message}\n`);
-  if (err instanceof UsageError || err instanceof M2MConfigError || isParseArgsError(err)) {
+  if (err instanceof UsageError || isParseArgsError(err)) {
     say(`${(err as Error).message}\nRun \`m2m-guard token --help\` for usage.`);
     return EXIT.usage;
   }
+  if (err instanceof M2MConfigError) {
+    say(`${configMessage(err, sources)}\nRun \`m2m-guard token --help\` for usage.`);
+    return EXIT.usage;
+  }
+  if (err instanceof InvalidTokenError) {
+    say(`the JWT-format token is not valid (${err.reason})`);
+    return EXIT.refused;
+  }
+  if (err instanceof VerifierUnavailableError) {
+    say(`could not read the JWKS: ${(err.cause as Error | undefined)?.message ?? err.reason}`);
+    return err.reason === 'misconfigured' ? EXIT.auth : EXIT.unavailable;
+  }
   if (err instanceof M2MApiError) {
     say(err.message);
-    if (err instanceof AuthenticationError || err instanceof ForbiddenError) return EXIT.auth;
+    if (err instanceof AuthenticationError || err instanceof ForbiddenError) {
+      const key = sources.machineSecretKey ?? sources.secretKey;
+      if (key) say(`Clerk rejected the key given by ${key}`);
+      return EXIT.auth;
+    }
     if (
       err instanceof M2MNetworkError ||
       err instanceof RateLimitError ||
@@ -223,9 +356,39 @@ function reportError(err: unknown, io: CliIo): number {
     ) {
       return EXIT.unavailable;
     }
+    if (err instanceof NotFoundError && verifying && sources.machineSecretKey) {
+      say(
+        `verified with the machine key from ${sources.machineSecretKey}: Clerk answers 404 when ` +
+          "that machine is not in the token's scopes, which is the case for the machine that " +
+          'created the token (its key mints, it does not receive). Verify with the key of the ' +
+          `machine the token was made to call, or with the instance key (${howToSet('secretKey')}).`,
+      );
+    }
     return EXIT.refused;
   }
   throw err;
+}
+
+/** An option error in command-line terms: the flag or variable the value came from. */
+function configMessage(err: M2MConfigError, sources: Sources): string {
+  const option = err.option as keyof Sources;
+  if (err.option === 'machineSecretKey' && err.expectation.startsWith('is required to create')) {
+    return (
+      `\`token create\` needs this machine's secret key: ${howToSet('machineSecretKey')} ` +
+      '(Clerk mints tokens for the machine whose key is used)'
+    );
+  }
+  if (
+    err.option === 'machineSecretKey' &&
+    err.expectation.startsWith('or `secretKey` is required')
+  ) {
+    return `a key is needed: ${howToSet('machineSecretKey')}, or ${howToSet('secretKey')}`;
+  }
+  if (err.option === 'timeoutMs') return `--timeout-ms ${err.expectation}`;
+  const source = sources[option] ?? err.variable;
+  return source === undefined
+    ? err.message.replace(/^m2m-guard: /, '')
+    : `${source} ${err.expectation}`;
 }
 
 function isParseArgsError(err: unknown): boolean {

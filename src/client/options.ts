@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { M2MConfigError } from '../shared/config-error.js';
+import { fromVariable, M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import {
   assertKnownKeys,
   assertMethods,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
@@ -37,18 +38,22 @@ export const DEFAULT_RETRY: Required<RetryOptions> = {
   maxDelayMs: 2000,
 };
 
-/** Every option of `createM2MClient()`; the verifier accepts them too, to build its client. */
-export const CLIENT_OPTION_KEYS = [
-  'apiUrl',
-  'apiVersion',
-  'machineSecretKey',
-  'secretKey',
-  'timeoutMs',
-  'retry',
-  'dispatcher',
-  'logger',
-  'userAgent',
-] as const;
+/**
+ * Every option of `createM2MClient()`; the verifier accepts them too, to build its client. Built
+ * from {@link M2MClientOptions}, so the compiler keeps it complete.
+ */
+export const CLIENT_OPTION_KEYS = optionKeys<M2MClientOptions>({
+  apiUrl: true,
+  apiVersion: true,
+  machineSecretKey: true,
+  secretKey: true,
+  timeoutMs: true,
+  retry: true,
+  dispatcher: true,
+  logger: true,
+  userAgent: true,
+});
+const RETRY_KEYS = optionKeys<RetryOptions>({ retries: true, minDelayMs: true, maxDelayMs: true });
 
 /** Checks a key's prefix without ever echoing the key. */
 export function keyOption(value: unknown, name: string, prefix: string): string | undefined {
@@ -88,7 +93,7 @@ function apiUrlOption(value: unknown): string {
 function retryOption(value: unknown): Required<RetryOptions> {
   if (value === false) return { ...DEFAULT_RETRY, retries: 0 };
   const retry = optionsObject<RetryOptions>(value, 'retry');
-  assertKnownKeys(retry, ['retries', 'minDelayMs', 'maxDelayMs'], 'retry.');
+  assertKnownKeys(retry, RETRY_KEYS, 'retry.');
   const parsed = {
     retries: intOption(retry.retries, 'retry.retries', DEFAULT_RETRY.retries, { max: 10 }),
     minDelayMs: intOption(retry.minDelayMs, 'retry.minDelayMs', DEFAULT_RETRY.minDelayMs, {
@@ -123,23 +128,26 @@ export function parseClientOptions(
   // Keys given in code win whole: the environment's keys fill in only when none is given,
   // so a CLERK_MACHINE_SECRET_KEY in the shell never overrides an explicit `secretKey`.
   const keysFromEnv = options.machineSecretKey === undefined && options.secretKey === undefined;
-  const apiUrl = apiUrlOption(options.apiUrl ?? (env.CLERK_API_URL || undefined));
+  const apiUrl =
+    options.apiUrl === undefined && env.CLERK_API_URL
+      ? fromVariable('CLERK_API_URL', () => apiUrlOption(env.CLERK_API_URL))
+      : apiUrlOption(options.apiUrl);
   const { origin, pathname } = new URL(apiUrl);
   return {
     apiUrl,
     origin,
     basePath: pathname.replace(/\/+$/, ''),
     apiVersion: headerValueOption(options.apiVersion, 'apiVersion') ?? DEFAULT_CLERK_API_VERSION,
-    machineSecretKey: keyOption(
-      keysFromEnv ? env.CLERK_MACHINE_SECRET_KEY || undefined : options.machineSecretKey,
-      'machineSecretKey',
-      'ak_',
-    ),
-    secretKey: keyOption(
-      keysFromEnv ? env.CLERK_SECRET_KEY || undefined : options.secretKey,
-      'secretKey',
-      'sk_',
-    ),
+    machineSecretKey: keysFromEnv
+      ? fromVariable('CLERK_MACHINE_SECRET_KEY', () =>
+          keyOption(env.CLERK_MACHINE_SECRET_KEY || undefined, 'machineSecretKey', 'ak_'),
+        )
+      : keyOption(options.machineSecretKey, 'machineSecretKey', 'ak_'),
+    secretKey: keysFromEnv
+      ? fromVariable('CLERK_SECRET_KEY', () =>
+          keyOption(env.CLERK_SECRET_KEY || undefined, 'secretKey', 'sk_'),
+        )
+      : keyOption(options.secretKey, 'secretKey', 'sk_'),
     timeoutMs: intOption(options.timeoutMs, 'timeoutMs', DEFAULT_TIMEOUT_MS, {
       min: 1,
       max: 600_000,

@@ -44,6 +44,11 @@ export interface ApiResponse {
   json: unknown;
 }
 
+/** `host:port` of an origin, for messages. */
+function hostOf(origin: string): string {
+  return new URL(origin).host;
+}
+
 /** Marks an abort caused by our own per-attempt deadline, as opposed to the caller's signal. */
 class AttemptTimeout extends Error {}
 
@@ -72,7 +77,9 @@ export async function sendApiRequest(
 
     const delay = retryDelay(outcome, request.retryMode, attempt, retries, minDelayMs, maxDelayMs);
     if (delay === undefined) throw outcome;
-    log.warn(
+    // `info`, not `warn`: a retry happens per request during an outage, which the verifier
+    // reports once; a default logger (level `warn`) must not write a line per request.
+    log.info(
       { operation: request.operation, status, code: outcome.code, attempt, delayMs: delay },
       'clerk api call failed; retrying',
     );
@@ -145,13 +152,14 @@ async function attemptOnce(
     if (deadline.signal.aborted) {
       throw new M2MTimeoutError({
         code: 'timeout',
-        message: `Clerk API ${request.operation} call got no answer within ${config.timeoutMs} ms`,
+        message: `Clerk API ${request.operation} call got no answer from ${hostOf(config.origin)} within ${config.timeoutMs} ms`,
       });
     }
     const code = (err as { code?: string }).code ?? 'unknown';
     throw new M2MNetworkError({
       code: 'network_error',
-      message: `Clerk API ${request.operation} call failed: no answer (${code})`,
+      // The host only: the origin never holds credentials (`apiUrl` refuses them).
+      message: `Clerk API ${request.operation} call failed: no answer from ${hostOf(config.origin)} (${code})`,
       cause: err,
     });
   } finally {

@@ -65,8 +65,10 @@ export interface M2MClientOptions {
    * is yours to close.
    */
   dispatcher?: Dispatcher;
-  /** A pino logger. Default: silent. Keys, tokens and bodies are never logged. */
-  logger?: Logger;
+  /**
+   * A pino logger. Keys, tokens and bodies are never logged. Default: pino at level `warn` on stderr (a rejected key, an unreachable Clerk; nothing per request in normal operation); `false` silences it.
+   */
+  logger?: Logger | false;
   /** Sent as `User-Agent`. Default `m2m-guard/<version>`. */
   userAgent?: string;
 }

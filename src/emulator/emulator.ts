@@ -24,7 +24,7 @@ import { handleJwks } from './handle-jwks.js';
 import { handleList } from './handle-list.js';
 import { handleRevoke } from './handle-revoke.js';
 import { handleVerify } from './handle-verify.js';
-import { createSigningKey, type SigningKey } from './jwt.js';
+import { createSigningKey, type RsaJwk, type SigningKey } from './jwt.js';
 import {
   type EmulatedMachine,
   type EmulatorOptions,
@@ -60,8 +60,16 @@ export interface Emulator<Name extends string = string> {
   readonly machines: Readonly<Record<Name, EmulatedMachine>>;
   /** Live counters of requests per operation; `reset()` zeroes them. */
   readonly calls: Readonly<EmulatorCalls>;
-  /** The JWT signing key's id and public key, for networkless JWT verification. */
-  readonly jwks: { readonly kid: string; readonly publicKeyPem: string };
+  /**
+   * The instance's JSON Web Key Set, as `GET /v1/jwks` serves it: `{ keys: [{ kty, n, e, kid,
+   * alg, use }] }`, for any JWT library (`jose.createLocalJWKSet(emulator.jwks)`).
+   */
+  readonly jwks: { readonly keys: readonly RsaJwk[] };
+  /**
+   * The same public key in PEM (SPKI): the value for the verifier's `jwtKey` option or
+   * `CLERK_JWT_KEY`, to verify JWT-format tokens with no network at all.
+   */
+  readonly jwtKey: string;
   /** Delays every later answer by `ms` (each request on its own timer). */
   setLatency(ms: number): void;
   /**
@@ -143,9 +151,12 @@ class EmulatorServer implements Emulator {
     return this.lazySigningKey;
   }
 
-  get jwks(): { readonly kid: string; readonly publicKeyPem: string } {
-    const { kid, publicKeyPem } = this.signingKey;
-    return { kid, publicKeyPem };
+  get jwks(): { readonly keys: readonly RsaJwk[] } {
+    return { keys: [{ ...this.signingKey.jwk }] };
+  }
+
+  get jwtKey(): string {
+    return this.signingKey.publicKeyPem;
   }
 
   constructor(options: ResolvedOptions) {

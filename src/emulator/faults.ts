@@ -1,5 +1,5 @@
 import { M2MConfigError } from '../shared/config-error.js';
-import { intOption } from '../shared/validate.js';
+import { assertKnownKeys, intOption, optionKeys } from '../shared/validate.js';
 
 /** The four M2M operations, as counted in `Emulator.calls` and targeted by `failNext`. */
 export type M2MOperation = 'create' | 'list' | 'revoke' | 'verify';
@@ -31,6 +31,8 @@ export interface FailNextOptions {
   operation?: M2MOperation;
 }
 
+const FAIL_NEXT_KEYS = optionKeys<FailNextOptions>({ retryAfter: true, operation: true });
+
 /** What to do with one request instead of handling it. */
 export type Fault = { kind: 'status'; status: number; retryAfter?: number } | { kind: FaultKind };
 
@@ -51,11 +53,7 @@ export class FaultQueue {
     if (typeof opts !== 'object' || Array.isArray(opts)) {
       throw new M2MConfigError('options', 'must be an object');
     }
-    for (const key of Object.keys(opts)) {
-      if (key !== 'retryAfter' && key !== 'operation') {
-        throw new M2MConfigError(`options.${key}`, 'is not an option');
-      }
-    }
+    assertKnownKeys(opts, FAIL_NEXT_KEYS, 'options.');
     if (opts.operation !== undefined && !OPERATIONS.includes(opts.operation)) {
       throw new M2MConfigError('options.operation', `must be one of ${OPERATIONS.join(', ')}`);
     }

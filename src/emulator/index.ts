@@ -14,7 +14,7 @@ export {
   type FaultKind,
   type M2MOperation,
 } from './faults.js';
-export { M2M_JWT_CATEGORY } from './jwt.js';
+export { M2M_JWT_CATEGORY, type RsaJwk } from './jwt.js';
 export type {
   EmulatedMachine,
   EmulatorOptions,

@@ -5,6 +5,7 @@ import {
   assertKnownKeys,
   functionOption,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
@@ -55,8 +56,11 @@ export interface EmulatorOptions<Name extends string = string> {
   latencyMs?: number;
   /** Per-instance rate limit of the M2M routes (not of the JWKS). Default `false` (none). */
   rateLimit?: RateLimitOptions | false;
-  /** pino logger for request lines. Default: silent. */
-  logger?: Logger;
+  /**
+   * pino logger for request lines (`debug`) and handler failures (`error`). Default: pino at
+   * level `warn` on stderr; `false` silences it.
+   */
+  logger?: Logger | false;
 }
 
 /** A machine as the emulator runs it, with every default filled in. */
@@ -86,17 +90,24 @@ export const MAX_TOKEN_TTL_SECONDS = 315_360_000;
 /** Latency and windows above an hour are certainly mistakes in a test setup. */
 const MAX_DELAY_MS = 3_600_000;
 
-const OPTION_KEYS = [
-  'port',
-  'host',
-  'machines',
-  'instanceSecretKey',
-  'clock',
-  'latencyMs',
-  'rateLimit',
-  'logger',
-] as const;
-const MACHINE_KEYS = ['name', 'id', 'secretKey', 'scopedMachines', 'defaultTokenTtlSeconds'];
+const OPTION_KEYS = optionKeys<EmulatorOptions>({
+  port: true,
+  host: true,
+  machines: true,
+  instanceSecretKey: true,
+  clock: true,
+  latencyMs: true,
+  rateLimit: true,
+  logger: true,
+});
+const MACHINE_KEYS = optionKeys<MachineConfig>({
+  name: true,
+  id: true,
+  secretKey: true,
+  scopedMachines: true,
+  defaultTokenTtlSeconds: true,
+});
+const RATE_LIMIT_KEYS = optionKeys<RateLimitOptions>({ limit: true, windowMs: true });
 
 const DEFAULT_MACHINES: MachineConfig[] = [
   { name: 'caller', scopedMachines: ['api'] },
@@ -134,7 +145,7 @@ export function rateLimitOption(value: unknown, name: string): RateLimitOptions 
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new M2MConfigError(name, 'must be `false` or `{ limit, windowMs }`');
   }
-  assertKnownKeys(value, ['limit', 'windowMs'], `${name}.`);
+  assertKnownKeys(value, RATE_LIMIT_KEYS, `${name}.`);
   const raw = value as Partial<RateLimitOptions>;
   if (raw.limit === undefined) throw new M2MConfigError(`${name}.limit`, 'is required');
   if (raw.windowMs === undefined) throw new M2MConfigError(`${name}.windowMs`, 'is required');

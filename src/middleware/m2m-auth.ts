@@ -7,6 +7,7 @@ import {
   assertMethods,
   boolOption,
   functionOption,
+  optionKeys,
   optionsObject,
 } from '../shared/validate.js';
 import {
@@ -14,6 +15,7 @@ import {
   InvalidTokenError,
   TOKEN_VERIFIER_KEYS,
   type TokenVerifier,
+  type TokenVerifierOptions,
   type VerifiedM2MToken,
   VerifierUnavailableError,
 } from '../verifier/index.js';
@@ -34,16 +36,17 @@ import type {
   NextFunction,
 } from './types.js';
 
-const OWN_KEYS = [
-  'verifier',
-  'required',
-  'getToken',
-  'allowQueryToken',
-  'skipPreflight',
-  'realm',
-  'onError',
-  'passErrors',
-];
+/** The middleware's own options (the rest are the verifier's), kept complete by the compiler. */
+const OWN_KEYS = optionKeys<Omit<M2MAuthOptions, keyof TokenVerifierOptions>>({
+  verifier: true,
+  required: true,
+  getToken: true,
+  allowQueryToken: true,
+  skipPreflight: true,
+  realm: true,
+  onError: true,
+  passErrors: true,
+});
 
 /**
  * A CORS preflight for a request that will carry credentials: `OPTIONS` with

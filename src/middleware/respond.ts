@@ -36,8 +36,9 @@ export function parseResponseOptions(options: ResponseOptions, logger: Logger): 
         tokenId: err.tokenId,
         subject: err.subject,
       };
-      if (err.status === 503) logger.warn(line, 'm2m request refused');
-      else logger.info(line, 'm2m request refused');
+      // `info` for every refusal, 503 included: an outage is said once by the verifier (with
+      // the host and what to fix), never once per request.
+      logger.info(line, 'm2m request refused');
       if (onError) return onError(err, req, res, next);
       if (passErrors || res.headersSent) return next(err);
       writeError(res, err);

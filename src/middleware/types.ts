@@ -8,7 +8,10 @@ export interface M2MRequestAuth {
   readonly id: string;
   /** The calling machine (`mch_…`). */
   readonly subject: string;
-  /** The calling machine, the same as `subject`, named as in Clerk's `getAuth()`. */
+  /**
+   * The calling machine, the same as `subject`, named as in Clerk's `getAuth()`; not the option
+   * `machineId`, which is this service.
+   */
   readonly machineId: string;
   /** Machine ids the token may call. */
   readonly scopes: readonly string[];

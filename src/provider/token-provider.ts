@@ -7,6 +7,7 @@ import {
   assertMethods,
   functionOption,
   intOption,
+  optionKeys,
   optionsObject,
 } from '../shared/validate.js';
 
@@ -23,10 +24,22 @@ export interface TokenProviderOptions {
   refreshBeforeMs?: number;
   /** Custom claims for every minted token. Default: none. */
   claims?: Record<string, unknown>;
+  /**
+   * `opaque` (verified by Clerk on each use, revocable at once) or `jwt` (verified locally by the
+   * receiver, valid until it expires). Default `opaque`.
+   */
+  tokenFormat?: 'opaque' | 'jwt';
+  /**
+   * Ask Clerk to return a live token it already minted for this machine (same claims, at least
+   * this many seconds left) instead of minting a new one: fewer billed mints when many processes
+   * start at once (serverless). Opaque tokens only; must be less than `secondsUntilExpiration`
+   * when that is set. Default: unset (every mint is new).
+   */
+  minRemainingTtlSeconds?: number;
   /** The clock, Unix ms. Default `Date.now`. */
   now?: () => number;
-  /** A pino logger. Default: silent. */
-  logger?: Logger;
+  /** A pino logger for failed refreshes. Default: pino at level `warn` on stderr (a rejected key, an unreachable Clerk; nothing per request in normal operation); `false` silences it. */
+  logger?: Logger | false;
 }
 
 export interface TokenProvider {
@@ -37,6 +50,19 @@ export interface TokenProvider {
 }
 
 export const DEFAULT_REFRESH_BEFORE_MS = 60_000;
+/** Clerk's upper bound for a token's lifetime (10 years), in seconds. */
+const MAX_TOKEN_TTL_SECONDS = 315_360_000;
+
+const PROVIDER_KEYS = optionKeys<TokenProviderOptions>({
+  client: true,
+  secondsUntilExpiration: true,
+  refreshBeforeMs: true,
+  claims: true,
+  tokenFormat: true,
+  minRemainingTtlSeconds: true,
+  now: true,
+  logger: true,
+});
 
 interface Kept {
   token: string;
@@ -51,14 +77,7 @@ interface Kept {
  */
 export function createTokenProvider(options: TokenProviderOptions): TokenProvider {
   const opts = optionsObject<TokenProviderOptions>(options, 'options');
-  assertKnownKeys(opts, [
-    'client',
-    'secondsUntilExpiration',
-    'refreshBeforeMs',
-    'claims',
-    'now',
-    'logger',
-  ]);
+  assertKnownKeys(opts, PROVIDER_KEYS);
   const client = assertMethods<M2MClient>(
     opts.client,
     'client',
@@ -81,17 +100,41 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   ) {
     throw new M2MConfigError('claims', 'must be an object');
   }
+  const tokenFormat = opts.tokenFormat;
+  if (tokenFormat !== undefined && tokenFormat !== 'opaque' && tokenFormat !== 'jwt') {
+    throw new M2MConfigError('tokenFormat', 'must be `opaque` or `jwt`');
+  }
+  const minRemainingTtlSeconds =
+    opts.minRemainingTtlSeconds === undefined
+      ? undefined
+      : intOption(opts.minRemainingTtlSeconds, 'minRemainingTtlSeconds', 0, {
+          max: (seconds ?? MAX_TOKEN_TTL_SECONDS + 1) - 1,
+        });
+  if (minRemainingTtlSeconds !== undefined && tokenFormat === 'jwt') {
+    throw new M2MConfigError(
+      'minRemainingTtlSeconds',
+      'applies to opaque tokens only (Clerk never reuses a JWT-format token)',
+    );
+  }
   const now = functionOption<() => number>(opts.now, 'now') ?? Date.now;
   const log = loggerOption(opts.logger).child({ component: 'm2m-token-provider' });
 
   let kept: Kept | undefined;
   let minting: Promise<string> | undefined;
+  /** Whether the refresh failure in progress has been logged. */
+  let refreshFailing = false;
 
   async function mint(): Promise<string> {
-    const created = await client.createToken({ secondsUntilExpiration: seconds, claims });
+    const created = await client.createToken({
+      secondsUntilExpiration: seconds,
+      claims,
+      tokenFormat,
+      minRemainingTtlSeconds,
+    });
     const at = now();
     const lifetime = created.expiration === null ? null : created.expiration - at;
     const lead = lifetime === null ? 0 : Math.min(refreshBeforeMs, Math.floor(lifetime / 2));
+    refreshFailing = false;
     kept = {
       token: created.token,
       expiration: created.expiration,
@@ -115,7 +158,14 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
         return await minting;
       } catch (err) {
         if (current && (current.expiration === null || now() < current.expiration)) {
-          log.warn({ err: (err as Error).message }, 'token refresh failed; using the kept token');
+          // Said once until a mint succeeds again: every call retries the refresh meanwhile.
+          if (!refreshFailing) {
+            refreshFailing = true;
+            log.warn(
+              { err: (err as Error).message },
+              'token refresh failed; using the kept token until it expires',
+            );
+          }
           return current.token;
         }
         throw err;

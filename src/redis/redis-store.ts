@@ -6,6 +6,7 @@ import {
   assertKnownKeys,
   assertMethods,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
@@ -27,8 +28,8 @@ export interface RedisStoreOptions {
    * long before the verifier carries on without it. Default `200` ms.
    */
   commandTimeoutMs?: number;
-  /** A pino logger for connection state. Default: silent. */
-  logger?: Logger;
+  /** A pino logger for connection state. Default: pino at level `warn` on stderr (a rejected key, an unreachable Clerk; nothing per request in normal operation); `false` silences it. */
+  logger?: Logger | false;
 }
 
 export interface RedisStore extends SharedCacheStore {
@@ -43,6 +44,14 @@ export interface RedisStore extends SharedCacheStore {
   close(): Promise<void>;
 }
 
+const REDIS_STORE_KEYS = optionKeys<RedisStoreOptions>({
+  url: true,
+  client: true,
+  keyPrefix: true,
+  commandTimeoutMs: true,
+  logger: true,
+});
+
 /**
  * A {@link SharedCacheStore} on Redis through ioredis: `SET key value PX ttl` (the TTL set
  * atomically with the value, never extended by reads) and pub/sub for invalidations.
@@ -51,7 +60,7 @@ export interface RedisStore extends SharedCacheStore {
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const opts = optionsObject<RedisStoreOptions>(options, 'options');
-  assertKnownKeys(opts, ['url', 'client', 'keyPrefix', 'commandTimeoutMs', 'logger']);
+  assertKnownKeys(opts, REDIS_STORE_KEYS);
   const url = stringOption(opts.url, 'url');
   if ((url === undefined) === (opts.client === undefined)) {
     throw new M2MConfigError('url', 'or `client` is required, and not both');

@@ -71,8 +71,45 @@ export interface JwtVerifierConfig {
   scopeUncheckable: boolean;
 }
 
+/**
+ * What this setup does with JWT-format tokens, said once at construction: `warn` when a key was
+ * given for them that cannot be used, `info` otherwise. Clerk lets only the instance key read the
+ * JWKS, so a service verifying with its machine key needs `jwtKey` and `machineId` for JWTs.
+ */
+export function jwtSetupLine(
+  config: Pick<JwtVerifierConfig, 'jwtKey' | 'canFetchJwks' | 'scopeUncheckable'>,
+): { level: 'info' | 'warn'; message: string } {
+  const { jwtKey, canFetchJwks, scopeUncheckable } = config;
+  if (scopeUncheckable) {
+    return {
+      level: jwtKey ? 'warn' : 'info',
+      message:
+        'JWT-format tokens will be refused: verifying with a machine key, set `machineId` ' +
+        "(this service's machine id, so a JWT's scope can be checked) and `jwtKey` (CLERK_JWT_KEY) " +
+        'to accept them',
+    };
+  }
+  if (jwtKey) {
+    return { level: 'info', message: 'JWT-format tokens are verified locally with `jwtKey`' };
+  }
+  if (canFetchJwks) {
+    return {
+      level: 'info',
+      message: "JWT-format tokens are verified with keys from Clerk's JWKS (read with `secretKey`)",
+    };
+  }
+  return {
+    level: 'info',
+    message:
+      "JWT-format tokens will be refused: a machine key cannot read Clerk's JWKS; set `jwtKey` " +
+      "(CLERK_JWT_KEY, the instance's PEM public key) to accept them",
+  };
+}
+
 export function createJwtVerifier(config: JwtVerifierConfig) {
   const { client, jwtKey, now, logger } = config;
+  const setup = jwtSetupLine(config);
+  logger[setup.level](setup.message);
   let keys = new Map<string, KeyObject>();
   let fetchedAt = Number.NEGATIVE_INFINITY;
   let lastAttempt = Number.NEGATIVE_INFINITY;
@@ -88,7 +125,10 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
     try {
       set = await client.getJwks();
     } catch (err) {
-      logger.warn({ err: (err as Error).message }, 'could not fetch the JWKS');
+      logger.warn(
+        { err: (err as Error).message, host: new URL(client.apiUrl).host },
+        'could not fetch the JWKS',
+      );
       lastFailure = toUnavailable(err);
       throw lastFailure;
     }
@@ -121,7 +161,10 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
     if (!config.canFetchJwks) {
       if (!warnedNoKeys) {
         warnedNoKeys = true;
-        logger.warn('a JWT M2M token was refused: set jwtKey or secretKey to accept JWT tokens');
+        logger.warn(
+          'a JWT M2M token was refused: set `jwtKey` (CLERK_JWT_KEY) to accept JWT-format tokens ' +
+            "(a machine key cannot read Clerk's JWKS; the instance `secretKey` can)",
+        );
       }
       throw new InvalidTokenError('unknown');
     }
@@ -168,7 +211,8 @@ export function createJwtVerifier(config: JwtVerifierConfig) {
       if (!warnedNoScope) {
         warnedNoScope = true;
         logger.warn(
-          'a JWT M2M token was refused: with a machine key, set machineId so its scope can be checked',
+          'a JWT M2M token was refused: with a machine key, set `machineId` (this service) so its ' +
+            'scope can be checked, and `jwtKey` (CLERK_JWT_KEY)',
         );
       }
       throw new InvalidTokenError('out_of_scope');

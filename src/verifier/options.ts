@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CLIENT_OPTION_KEYS, createM2MClient, type M2MClient } from '../client/index.js';
-import { M2MConfigError } from '../shared/config-error.js';
+import { fromVariable, M2MConfigError } from '../shared/config-error.js';
 import { loggerOption } from '../shared/logger.js';
 import {
   assertKnownKeys,
@@ -9,6 +9,7 @@ import {
   boolOption,
   functionOption,
   intOption,
+  optionKeys,
   optionsObject,
   stringOption,
 } from '../shared/validate.js';
@@ -39,21 +40,31 @@ export const DEFAULT_JWKS_REFRESH_MIN_MS = 30_000;
 const CLIENT_KEYS = CLIENT_OPTION_KEYS.filter(
   (key): key is Exclude<(typeof CLIENT_OPTION_KEYS)[number], 'logger'> => key !== 'logger',
 );
-const VERIFIER_KEYS = [
-  'client',
-  'machineId',
-  'allowedSubjects',
-  'clockSkewMs',
-  'now',
-  'logger',
-  'cache',
-  'breaker',
-  'jwtKey',
-  'jwksRefreshMinMs',
-  'store',
-  'upstreamBudget',
-  'anyMachine',
-] as const;
+/** The verifier's own options, from {@link TokenVerifierOptions}: the compiler keeps it complete. */
+const VERIFIER_KEYS = optionKeys<Omit<TokenVerifierOptions, (typeof CLIENT_KEYS)[number]>>({
+  client: true,
+  machineId: true,
+  allowedSubjects: true,
+  clockSkewMs: true,
+  now: true,
+  logger: true,
+  cache: true,
+  breaker: true,
+  jwtKey: true,
+  jwksRefreshMinMs: true,
+  store: true,
+  upstreamBudget: true,
+  anyMachine: true,
+});
+const CACHE_KEYS = optionKeys<VerifierCacheOptions>({
+  max: true,
+  maxBytes: true,
+  ttlMs: true,
+  negativeTtlMs: true,
+  staleIfErrorMs: true,
+});
+const BREAKER_KEYS = optionKeys<VerifierBreakerOptions>({ failures: true, cooldownMs: true });
+const BUDGET_KEYS = optionKeys<UpstreamBudgetOptions>({ perSecond: true, burst: true });
 /** Every key {@link createTokenVerifier} accepts; the middleware reuses it. */
 export const TOKEN_VERIFIER_KEYS: readonly string[] = [...VERIFIER_KEYS, ...CLIENT_KEYS];
 
@@ -85,7 +96,7 @@ function machineIdOption(value: unknown, name: string): string | undefined {
 function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
   if (value === false) return false;
   const cache = optionsObject<VerifierCacheOptions>(value, 'cache');
-  assertKnownKeys(cache, ['max', 'maxBytes', 'ttlMs', 'negativeTtlMs', 'staleIfErrorMs'], 'cache.');
+  assertKnownKeys(cache, CACHE_KEYS, 'cache.');
   const day = 86_400_000;
   return {
     max: intOption(cache.max, 'cache.max', DEFAULT_CACHE.max, { min: 1, max: 10_000_000 }),
@@ -114,7 +125,7 @@ function cacheOption(value: unknown): Required<VerifierCacheOptions> | false {
 function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
   if (value === false) return { failures: 0, cooldownMs: 0 };
   const breaker = optionsObject<VerifierBreakerOptions>(value, 'breaker');
-  assertKnownKeys(breaker, ['failures', 'cooldownMs'], 'breaker.');
+  assertKnownKeys(breaker, BREAKER_KEYS, 'breaker.');
   return {
     failures: intOption(breaker.failures, 'breaker.failures', DEFAULT_BREAKER.failures, {
       max: 1000,
@@ -128,7 +139,7 @@ function breakerOption(value: unknown): Required<VerifierBreakerOptions> {
 function upstreamBudgetOption(value: unknown): Required<UpstreamBudgetOptions> | false {
   if (value === false) return false;
   const budget = optionsObject<UpstreamBudgetOptions>(value, 'upstreamBudget');
-  assertKnownKeys(budget, ['perSecond', 'burst'], 'upstreamBudget.');
+  assertKnownKeys(budget, BUDGET_KEYS, 'upstreamBudget.');
   const perSecond = intOption(
     budget.perSecond,
     'upstreamBudget.perSecond',
@@ -215,7 +226,10 @@ export function parseVerifierOptions(
     cache: cacheOption(options.cache),
     breaker: breakerOption(options.breaker),
     store: storeOption(options.store, options.cache),
-    jwtKey: jwtKeyOption(options.jwtKey ?? env.CLERK_JWT_KEY),
+    jwtKey:
+      options.jwtKey === undefined && env.CLERK_JWT_KEY
+        ? fromVariable('CLERK_JWT_KEY', () => jwtKeyOption(env.CLERK_JWT_KEY))
+        : jwtKeyOption(options.jwtKey),
     upstreamBudget: upstreamBudgetOption(options.upstreamBudget),
     anyMachine: boolOption(options.anyMachine, 'anyMachine', false),
     jwksRefreshMinMs: intOption(

@@ -64,8 +64,10 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
   /** A client to verify through. Revocations made through it are applied here at once. */
   client?: M2MClient;
   /**
-   * This service's machine id (`mch_…`). When set, a token whose `scopes` lack it is not valid.
-   * Needed when verifying with the instance key, which Clerk does not scope-check. Default: unset.
+   * This service's machine id (`mch_…`), the machine tokens must be made to call; not the caller,
+   * which `req.m2m.machineId` names. When set, a token whose `scopes` lack it is not valid.
+   * Needed when verifying with the instance key, which Clerk does not scope-check, and for
+   * JWT-format tokens with a machine key. Default: unset.
    */
   machineId?: string;
   /** When set, only tokens whose subject (the calling machine) is listed are valid. Default: any. */
@@ -89,8 +91,12 @@ export interface TokenVerifierOptions extends Omit<M2MClientOptions, 'logger'> {
    * interval, whatever the `kid`, so forged `kid`s cannot hammer Clerk. Default `30000` ms.
    */
   jwksRefreshMinMs?: number;
-  /** A pino logger; also given to a client the verifier builds. Default: silent. */
-  logger?: Logger;
+  /**
+   * A pino logger; also given to a client the verifier builds. Default: pino at level `warn` on
+   * stderr (a rejected key, an unreachable Clerk; nothing per request in normal operation);
+   * `false` silences it.
+   */
+  logger?: Logger | false;
   /**
    * Cache settings, or `false` to ask Clerk on every call (concurrent calls still share one).
    * With `false` no token is ever "seen valid", so `upstreamBudget` applies to every call.

@@ -7,7 +7,6 @@ import {
   RateLimitError,
 } from '../client/index.js';
 import { ValueTooLargeError } from '../shared/freeze.js';
-import { fingerprint } from '../shared/redact.js';
 import { TOKEN_ID_PATTERN } from '../shared/wire.js';
 import { createBreaker } from './breaker.js';
 import { createTokenBucket } from './budget.js';
@@ -28,6 +27,7 @@ import {
   staleUntilOf,
 } from './lifetime.js';
 import { parseVerifierOptions } from './options.js';
+import { createOutageLog } from './outage-log.js';
 import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
 import { isOpaqueM2MToken } from './token-shape.js';
@@ -79,6 +79,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       log.warn({ state }, 'clerk verify circuit breaker changed state');
     },
   );
+  const outage = createOutageLog(log, client.apiUrl, client.verifyIdentity);
   const inflight = new Map<string, Promise<Entry>>();
   const verifyJwt = createJwtVerifier({
     client,
@@ -375,6 +376,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       const at = now();
       if (err instanceof NotFoundError || err instanceof BadRequestError) {
         breaker.success();
+        outage.answered();
         // A token we held as good and Clerk now refuses was revoked or has expired.
         const was = previous?.kind === 'valid' ? previous.value : undefined;
         const reason: InvalidTokenReason =
@@ -408,22 +410,14 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
         pausedUntil = at + (err.retryAfter ?? DEFAULT_RATE_LIMIT_PAUSE_MS / 1000) * 1000;
         breaker.success();
         stats.upstream('error', ms, 'rate_limited');
-        log.warn(
-          { retryAfter: err.retryAfter },
-          'clerk rate-limited verify calls; pausing upstream calls',
-        );
-        return staleOr(previous, at, toUnavailable(err));
+        const limited = toUnavailable(err);
+        outage.failed(limited, err.status);
+        return staleOr(previous, at, limited);
       }
       breaker.failure();
       const unavailable = toUnavailable(err);
       stats.upstream('error', ms, unavailable.reason);
-      const level = unavailable.reason === 'misconfigured' ? 'error' : 'warn';
-      log[level](
-        { reason: unavailable.reason, status: (err as M2MApiError).status, fp: fingerprint(token) },
-        unavailable.reason === 'misconfigured'
-          ? 'clerk rejected our own secret key: check machineSecretKey/secretKey'
-          : 'clerk verify unavailable',
-      );
+      outage.failed(unavailable, (err as M2MApiError).status);
       return staleOr(previous, at, unavailable);
     }
     const at = now();
@@ -436,10 +430,12 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       // Too deep or too large to hold: as unreadable as a broken body, and as much a failure.
       breaker.failure();
       stats.upstream('error', ms, 'invalid_response');
-      log.warn({ fp: fingerprint(token) }, `clerk verify answer refused: ${err.message}`);
-      return staleOr(previous, at, new VerifierUnavailableError('invalid_response'));
+      const unreadable = new VerifierUnavailableError('invalid_response', { cause: err });
+      outage.failed(unreadable, undefined);
+      return staleOr(previous, at, unreadable);
     }
     breaker.success();
+    outage.answered();
     stats.upstream('valid', ms, undefined);
     const details = { tokenId: answer.id, subject: answer.subject };
     // Clerk answers non-2xx for dead tokens; check the body anyway rather than trust it blindly.

@@ -76,6 +76,11 @@ describe('runEmulatorCommand in-process', () => {
     }
     expect(out).toContain(`CLERK_API_URL=${emulator.url}`);
     expect(out).toContain(`CLERK_SECRET_KEY=${emulator.instanceSecretKey}`);
+    // The JWT key on one line, `\n` escaped, as CLERK_JWT_KEY takes it.
+    const jwtLine = out.split('\n').find((line) => line.trim().startsWith('CLERK_JWT_KEY='));
+    expect(jwtLine?.trim()).toBe(
+      `CLERK_JWT_KEY="${emulator.jwtKey.trim().replaceAll('\n', '\\n')}"`,
+    );
     expect(out).toContain(`CLERK_MACHINE_SECRET_KEY=${emulator.machines.caller!.secretKey}`);
     expect(out).toContain(`may call:    api (${emulator.machines.api!.id})`);
     // It closed the emulator on the way out.

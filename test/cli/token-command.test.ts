@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -55,8 +58,103 @@ describe('m2m-guard token', () => {
   it('create without a machine key is a usage error, sent nowhere', async () => {
     const r = await token(['create'], instanceEnv());
     expect(r.code).toBe(EXIT.usage);
-    expect(r.err).toContain('machineSecretKey');
+    // One prefix, and the flag and the variable that would fix it.
+    expect(r.err).toBe(
+      "m2m-guard token: `token create` needs this machine's secret key: --machine-secret-key or " +
+        'CLERK_MACHINE_SECRET_KEY (Clerk mints tokens for the machine whose key is used)\n' +
+        'Run `m2m-guard token --help` for usage.\n',
+    );
     expect(emulator.calls.create).toBe(0);
+  });
+
+  it('names the variable or the flag a wrong key came from, never the key', async () => {
+    const fromEnv = await token(['create'], { CLERK_MACHINE_SECRET_KEY: 'sk_test_wrongKind' });
+    expect(fromEnv.code).toBe(EXIT.usage);
+    expect(fromEnv.err).toMatch(
+      /^m2m-guard token: CLERK_MACHINE_SECRET_KEY must be a key starting with `ak_`\n/,
+    );
+    const fromFlag = await token(['create', '--machine-secret-key', 'sk_test_wrongKind']);
+    expect(fromFlag.err).toMatch(/^m2m-guard token: --machine-secret-key must be a key starting/);
+    const noKey = await token(['verify', 'mt_aaaaaaaaaaaaaaaaaaaaaaaa']);
+    expect(noKey.err).toMatch(
+      /^m2m-guard token: a key is needed: --machine-secret-key or CLERK_MACHINE_SECRET_KEY, or --secret-key or CLERK_SECRET_KEY\n/,
+    );
+    for (const r of [fromEnv, fromFlag, noKey]) {
+      expect(r.err.match(/m2m-guard/g)).toHaveLength(2); // the prefix and the --help hint
+      expect(r.err).not.toContain('sk_test_wrongKind');
+    }
+  });
+
+  it("turns the parser's messages into its own", async () => {
+    const claim = await token(['create', '--claim', '{}'], callerEnv());
+    expect(claim.code).toBe(EXIT.usage);
+    expect(claim.err).toMatch(/^m2m-guard token: unknown flag --claim; did you mean --claims\?\n/);
+    const bare = await token(['create', '--seconds'], callerEnv());
+    expect(bare.err).toMatch(/^m2m-guard token: --seconds needs a value\n/);
+    const valued = await token(['list', '--revoked=yes'], instanceEnv());
+    expect(valued.err).toMatch(/^m2m-guard token: --revoked takes no value\n/);
+    expect(emulator.calls.create + emulator.calls.list).toBe(0);
+  });
+
+  it('verify with the key of the machine that created the token says why Clerk answers 404', async () => {
+    const created = (await token(['create'], callerEnv())).json;
+    const own = await token(['verify', created.token], callerEnv());
+    expect(own.code).toBe(EXIT.refused);
+    expect(own.err).toContain('404');
+    expect(own.err).toContain(
+      "verified with the machine key from CLERK_MACHINE_SECRET_KEY: Clerk answers 404 when that machine is not in the token's scopes",
+    );
+    expect(own.err).toContain('--secret-key or CLERK_SECRET_KEY');
+    const receiver = await token(['verify', created.token], {
+      CLERK_MACHINE_SECRET_KEY: emulator.machines.api.secretKey,
+    });
+    expect(receiver.code).toBe(EXIT.ok);
+    expect(receiver.json.subject).toBe(emulator.machines.caller.id);
+  });
+
+  it('verifies a JWT-format token locally: CLERK_JWT_KEY, --jwt-key, or the JWKS', async () => {
+    const created = (
+      await token(['create', '--format', 'jwt', '--claims', '{"job":"x"}'], callerEnv())
+    ).json;
+    expect(created.token.split('.')).toHaveLength(3);
+    const expected = {
+      format: 'jwt',
+      subject: emulator.machines.caller.id,
+      scopes: [emulator.machines.api.id],
+      claims: { job: 'x' },
+    };
+    const withEnvKey = await token(['verify', created.token], {
+      ...callerEnv(),
+      CLERK_JWT_KEY: emulator.jwtKey,
+    });
+    expect(withEnvKey.code).toBe(EXIT.ok);
+    expect(withEnvKey.json).toMatchObject(expected);
+    const withFlag = await token(['verify', `--jwt-key=${emulator.jwtKey}`, created.token]);
+    expect(withFlag.json).toMatchObject(expected);
+    const file = join(mkdtempSync(join(tmpdir(), 'm2m-guard-')), 'jwt-key.pem');
+    writeFileSync(file, emulator.jwtKey);
+    const withFile = await token(['verify', '--jwt-key', file, created.token]);
+    expect(withFile.json).toMatchObject(expected);
+    const ambiguous = await token(['verify', '--jwt-key', emulator.jwtKey, created.token]);
+    expect(ambiguous.err).toMatch(
+      /^m2m-guard token: --jwt-key's value starts with "-": write it --jwt-key=VALUE/,
+    );
+    const withJwks = await token(['verify', created.token], instanceEnv());
+    expect(withJwks.json).toMatchObject(expected);
+    expect(emulator.calls.verify).toBe(0);
+    expect(emulator.calls.jwks).toBe(1);
+
+    const machineOnly = await token(['verify', created.token], callerEnv());
+    expect(machineOnly.code).toBe(EXIT.usage);
+    expect(machineOnly.err).toContain('give its public key with --jwt-key or CLERK_JWT_KEY');
+    const other = await startEmulator();
+    try {
+      const forged = await token(['verify', created.token], { CLERK_JWT_KEY: other.jwtKey });
+      expect(forged.code).toBe(EXIT.refused);
+      expect(forged.err).toBe('m2m-guard token: the JWT-format token is not valid (malformed)\n');
+    } finally {
+      await other.close();
+    }
   });
 
   it('list, revoke and verify', async () => {

@@ -359,7 +359,7 @@ describe('faults', () => {
 describe('getJwks', () => {
   it("returns the emulator's signing key with the instance key", async () => {
     const jwks = await instanceClient().getJwks();
-    expect(jwks.keys.map((k) => k.kid)).toContain(emulator.jwks.kid);
+    expect(jwks.keys.map((k) => k.kid)).toContain(emulator.jwks.keys[0]!.kid);
     expect(emulator.calls.jwks).toBe(1);
   });
 });

@@ -203,16 +203,24 @@ describe('other options', () => {
     ['machinesecretkey', 'machineSecretKey'],
     ['SecretKey', 'secretKey'],
     ['useragent', 'userAgent'],
+    ['api_url', 'apiUrl'],
+    ['machine_secret_key', 'machineSecretKey'],
+    ['timeoutMsec', 'timeoutMs'],
   ])('rejects the unknown option %s with a did-you-mean %s', (typo, meant) => {
     const err = configError({ [typo]: 'sk_test_valueNotToBeEchoed' });
     expectNames(err, typo, 'sk_test_valueNotToBeEchoed');
     expect(err.message).toContain(`did you mean \`${meant}\`?`);
   });
 
-  it('rejects an unknown option with no near match, without echoing its value', () => {
-    const err = configError({ machine_secret_key: MACHINE_KEY });
-    expectNames(err, 'machine_secret_key', MACHINE_KEY);
-    expect(err.message).not.toMatch(/did you mean/);
+  it('rejects an unknown option with no near match with the list of options, without echoing its value', () => {
+    // `machineSecret` is 3 edits from `machineSecretKey`: too far to guess, so the list is given.
+    for (const typo of ['machineSecret', 'flavour']) {
+      const err = configError({ [typo]: MACHINE_KEY });
+      expectNames(err, typo, MACHINE_KEY);
+      expect(err.message).not.toMatch(/did you mean/);
+      expect(err.message).toMatch(/valid options: `apiUrl`, `apiVersion`, `machineSecretKey`/);
+      expect(err.message).toContain('`userAgent`');
+    }
   });
 
   it.each([

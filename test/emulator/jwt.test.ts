@@ -1,5 +1,6 @@
 import { createPublicKey, verify as verifySignature } from 'node:crypto';
 import { createClerkClient } from '@clerk/backend';
+import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../src/emulator/index.js';
 import { M2M_JWT_CATEGORY } from '../../src/emulator/index.js';
@@ -38,7 +39,7 @@ describe('JWT-format tokens', () => {
     expect(header).toEqual({
       alg: 'RS256',
       typ: 'JWT',
-      kid: emulator.jwks.kid,
+      kid: emulator.jwks.keys[0]!.kid,
       cat: 'cl_B7d4PD333AAA',
     });
     expect(M2M_JWT_CATEGORY).toBe('cl_B7d4PD333AAA');
@@ -125,9 +126,7 @@ describe('JWT-format tokens', () => {
     const res = await createJwt(emulator);
     const { input, signature } = decode(res.token);
 
-    expect(
-      verifySignature('sha256', Buffer.from(input), emulator.jwks.publicKeyPem, signature),
-    ).toBe(true);
+    expect(verifySignature('sha256', Buffer.from(input), emulator.jwtKey, signature)).toBe(true);
 
     const jwks = await call(emulator, 'GET', '/v1/jwks', { key: emulator.instanceSecretKey });
     expect(jwks.status).toBe(200);
@@ -139,7 +138,7 @@ describe('JWT-format tokens', () => {
       kty: 'RSA',
       alg: 'RS256',
       use: 'sig',
-      kid: emulator.jwks.kid,
+      kid: emulator.jwks.keys[0]!.kid,
       e: 'AQAB',
     });
     const fromJwk = createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e }, format: 'jwk' });
@@ -158,9 +157,7 @@ describe('JWT-format tokens', () => {
     const [one, two] = await Promise.all([start(), start()]);
     const res = await createJwt(one!);
     const { input, signature } = decode(res.token);
-    expect(verifySignature('sha256', Buffer.from(input), two!.jwks.publicKeyPem, signature)).toBe(
-      false,
-    );
+    expect(verifySignature('sha256', Buffer.from(input), two!.jwtKey, signature)).toBe(false);
   });
 
   it('is not stored: not listed, not revocable, not verifiable by the BAPI', async () => {
@@ -221,7 +218,7 @@ describe('JWT-format tokens', () => {
     const emulator = await start();
     const created = await createJwt(emulator);
     const verifier = createClerkClient({
-      jwtKey: emulator.jwks.publicKeyPem,
+      jwtKey: emulator.jwtKey,
       apiUrl: emulator.url,
     });
     const verified = await verifier.m2m.verify({ token: created.token });
@@ -232,7 +229,38 @@ describe('JWT-format tokens', () => {
   it("is rejected by Clerk's SDK when signed by another emulator", async () => {
     const [one, two] = await Promise.all([start(), start()]);
     const created = await createJwt(one!);
-    const verifier = createClerkClient({ jwtKey: two!.jwks.publicKeyPem, apiUrl: two!.url });
+    const verifier = createClerkClient({ jwtKey: two!.jwtKey, apiUrl: two!.url });
     await expect(verifier.m2m.verify({ token: created.token })).rejects.toThrow();
+  });
+
+  it('exposes its key in standard forms: `jwks` a JSON Web Key Set, `jwtKey` the PEM', async () => {
+    const emulator = await start();
+    const served = await call(emulator, 'GET', '/v1/jwks', { key: emulator.instanceSecretKey });
+    expect(emulator.jwks).toEqual(served.json);
+    expect(emulator.jwks).toEqual({
+      keys: [
+        {
+          kty: 'RSA',
+          n: expect.any(String),
+          e: 'AQAB',
+          kid: expect.stringMatching(/^ins_/),
+          alg: 'RS256',
+          use: 'sig',
+        },
+      ],
+    });
+    // Any JWT library takes it as is.
+    const created = await createJwt(emulator);
+    const { payload } = await jwtVerify(
+      created.token,
+      createLocalJWKSet(emulator.jwks as JSONWebKeySet),
+    );
+    expect(payload.sub).toBe(emulator.machines.caller!.id);
+    // The PEM is the same key.
+    const fromPem = createPublicKey(emulator.jwtKey).export({ format: 'jwk' });
+    expect(fromPem.n).toBe(emulator.jwks.keys[0]!.n);
+    // A copy each time: mutating it changes nothing served.
+    (emulator.jwks.keys[0] as { kid: string }).kid = 'x';
+    expect(emulator.jwks.keys[0]!.kid).toMatch(/^ins_/);
   });
 });

@@ -38,8 +38,8 @@ describe('startEmulator defaults', () => {
     expect(caller!.scopes).toEqual([api!.id]);
     expect(api!.scopes).toEqual([]);
     expect(caller!.id).not.toBe(api!.id);
-    expect(emulator.jwks.kid).toMatch(/^ins_\w{27}$/);
-    expect(emulator.jwks.publicKeyPem).toContain('-----BEGIN PUBLIC KEY-----');
+    expect(emulator.jwks.keys[0]!.kid).toMatch(/^ins_\w{27}$/);
+    expect(emulator.jwtKey).toContain('-----BEGIN PUBLIC KEY-----');
     expect(emulator.calls).toEqual({ create: 0, list: 0, revoke: 0, verify: 0, jwks: 0 });
   });
 
@@ -47,7 +47,7 @@ describe('startEmulator defaults', () => {
     const [a, b] = await Promise.all([start(), start()]);
     expect(a!.instanceSecretKey).not.toBe(b!.instanceSecretKey);
     expect(a!.machines.caller!.secretKey).not.toBe(b!.machines.caller!.secretKey);
-    expect(a!.jwks.kid).not.toBe(b!.jwks.kid);
+    expect(a!.jwks.keys[0]!.kid).not.toBe(b!.jwks.keys[0]!.kid);
   });
 
   it('takes machines with fixed ids and keys, scoped by name or id', async () => {

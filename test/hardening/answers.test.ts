@@ -51,7 +51,7 @@ describe('every served answer is deeply frozen', () => {
   });
 
   it('from a JWT', async () => {
-    const verifier = h.verifier({ jwtKey: h.emulator.jwks.publicKeyPem });
+    const verifier = h.verifier({ jwtKey: h.emulator.jwtKey });
     const minted = await h.mint({ claims, tokenFormat: 'jwt' });
     expectDeeplyFrozen(await verifier.verify(minted.token));
   });
@@ -60,7 +60,7 @@ describe('every served answer is deeply frozen', () => {
 describe("a JWT's answer is never shared", () => {
   it('a verifier that does not trust the key is never served the answer of one that does', async () => {
     const { store, data } = memoryStore(h.clock);
-    const trusting = h.verifier({ store, jwtKey: h.emulator.jwks.publicKeyPem });
+    const trusting = h.verifier({ store, jwtKey: h.emulator.jwtKey });
     const minted = await h.mint({ tokenFormat: 'jwt' });
     await trusting.verify(minted.token);
     await new Promise((resolve) => setImmediate(resolve));

@@ -300,7 +300,7 @@ describe('with the emulator JWKS', () => {
     expect(setup.emulator.calls.verify).toBe(0);
   });
 
-  const emulatorKey = () => setup.emulator.jwks;
+  const emulatorKey = () => setup.emulator.jwtKey;
 
   /** A token minted by the emulator, and its decoded parts. */
   async function minted(claims: Record<string, unknown> = { role: 'reader' }) {
@@ -349,11 +349,7 @@ describe('with the emulator JWKS', () => {
 
   it('refuses HS256 signed with the emulator public key PEM as HMAC secret', async () => {
     const { header, payload } = await minted();
-    const token = signJwt(
-      edit(header, { alg: 'HS256' }),
-      payload,
-      hs256(emulatorKey().publicKeyPem),
-    );
+    const token = signJwt(edit(header, { alg: 'HS256' }), payload, hs256(emulatorKey()));
     await expectInvalid(verifier.verify(token));
   });
 

@@ -103,7 +103,7 @@ describe('a JWT minted by the emulator', () => {
   it('passes with `jwtKey` and an API URL on which nothing listens', async () => {
     const { get } = appWith({
       apiUrl: await closedPortUrl(),
-      jwtKey: jwtSuite.setup.emulator.jwks.publicKeyPem,
+      jwtKey: jwtSuite.setup.emulator.jwtKey,
       machineId: jwtSuite.setup.apiId,
     });
     const minted = await jwtSuite.setup.mintJwt();

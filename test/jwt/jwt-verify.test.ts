@@ -150,7 +150,7 @@ describe('tokens minted by the emulator', () => {
       createTokenVerifier({
         apiUrl: await closedPortUrl(),
         secretKey: setup.emulator.instanceSecretKey,
-        jwtKey: setup.emulator.jwks.publicKeyPem,
+        jwtKey: setup.emulator.jwtKey,
         machineId: setup.apiId,
         now: setup.clock,
         retry: false,
@@ -172,7 +172,7 @@ describe('tokens minted by the emulator', () => {
   it('verify with `jwtKey` without ever asking the emulator, even with the instance key set', async () => {
     const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
-    const verifier = verifierFor(setup, { jwtKey: setup.emulator.jwks.publicKeyPem });
+    const verifier = verifierFor(setup, { jwtKey: setup.emulator.jwtKey });
 
     await expect(verifier.verify(minted.token)).resolves.toMatchObject({ id: minted.id });
     // An unknown `kid` does not send it to the JWKS either: `jwtKey` is the only key.
@@ -187,7 +187,7 @@ describe('tokens minted by the emulator', () => {
   it('verify with the PEM in CLERK_JWT_KEY and no network', async () => {
     const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
-    const restore = setEnv('CLERK_JWT_KEY', setup.emulator.jwks.publicKeyPem);
+    const restore = setEnv('CLERK_JWT_KEY', setup.emulator.jwtKey);
     try {
       const verifier = tracker.track(
         createTokenVerifier({
@@ -210,7 +210,7 @@ describe('tokens minted by the emulator', () => {
   it('verify with a one-line CLERK_JWT_KEY whose newlines are written `\\n`', async () => {
     const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
-    const oneLine = setup.emulator.jwks.publicKeyPem.trim().replaceAll('\n', '\\n');
+    const oneLine = setup.emulator.jwtKey.trim().replaceAll('\n', '\\n');
     expect(oneLine).not.toContain('\n');
     const restore = setEnv('CLERK_JWT_KEY', oneLine);
     try {
@@ -236,7 +236,7 @@ describe('tokens minted by the emulator', () => {
       const verifier = tracker.track(
         createTokenVerifier({
           apiUrl: await closedPortUrl(),
-          jwtKey: setup.emulator.jwks.publicKeyPem,
+          jwtKey: setup.emulator.jwtKey,
           machineId: setup.apiId,
           now: setup.clock,
         }),
@@ -355,7 +355,11 @@ describe('the cache', () => {
     const minted = await setup.mintJwt();
     const { payload } = decodeJwt(minted.token);
     const other = sharedRsaPair('attacker');
-    const forged = signJwt(m2mHeader(setup.emulator.jwks.kid), payload, rs(other.privateKey));
+    const forged = signJwt(
+      m2mHeader(setup.emulator.jwks.keys[0]!.kid),
+      payload,
+      rs(other.privateKey),
+    );
     const verifier = verifierFor(setup);
     const checks = countSignatureChecks();
 
@@ -370,7 +374,7 @@ describe('the cache', () => {
     const setup = jwtSuite.setup;
     const minted = await setup.mintJwt();
     const forged = signJwt(
-      m2mHeader(setup.emulator.jwks.kid),
+      m2mHeader(setup.emulator.jwks.keys[0]!.kid),
       decodeJwt(minted.token).payload,
       rs(sharedRsaPair('attacker').privateKey),
     );

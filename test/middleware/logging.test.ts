@@ -67,7 +67,6 @@ interface Scenario {
 }
 
 const INFO = 30;
-const WARN = 40;
 
 /** The outcome of a caller's minted token refused 401 with `reason`, logged at info. */
 function refusedCallerToken(
@@ -308,7 +307,7 @@ const scenarios: Scenario[] = [
       const res = await send(app, bearer(minted.token));
       return {
         status: res.status,
-        line: { level: WARN, reason: 'unavailable', status: 503 },
+        line: { level: INFO, reason: 'unavailable', status: 503 },
         absent: ['tokenId', 'subject'],
         secrets: [minted.token],
       };
@@ -322,7 +321,7 @@ const scenarios: Scenario[] = [
       const res = await send(app, bearer(minted.token));
       return {
         status: res.status,
-        line: { level: WARN, reason: 'unavailable', status: 503 },
+        line: { level: INFO, reason: 'unavailable', status: 503 },
         secrets: [minted.token],
       };
     },
@@ -336,7 +335,7 @@ const scenarios: Scenario[] = [
       const res = await send(app, bearer(minted.token));
       return {
         status: res.status,
-        line: { level: WARN, reason: 'unavailable', status: 503 },
+        line: { level: INFO, reason: 'unavailable', status: 503 },
         secrets: [minted.token, wrongKey],
       };
     },
@@ -396,5 +395,19 @@ describe('log hygiene over every case', () => {
       expect(Object.keys(line)).not.toContain('authorization');
       expect(Object.keys(line)).not.toContain('token');
     }
+  });
+});
+
+describe('an outage in the logs', () => {
+  it('is one warning naming the host, not one per refused request', async () => {
+    const { logger, lines } = captureLogs();
+    const dead = await deadUrl();
+    const app = mount([auth(logger, { apiUrl: dead, retry: false, breaker: false })]);
+    const minted = await fx.mint();
+    for (let i = 0; i < 5; i++) expect((await send(app, bearer(minted.token))).status).toBe(503);
+    const loud = lines().filter((line) => line.level >= 40);
+    expect(loud).toHaveLength(1);
+    expect(loud[0]!.msg).toContain(`clerk at ${new URL(dead).host} is unavailable (network)`);
+    expect(lines().filter((line) => line.msg === 'm2m request refused')).toHaveLength(5);
   });
 });

@@ -1096,7 +1096,7 @@ describe('JWT-format tokens', () => {
     // token was refused. Now such JWTs are refused.
     const opaque = await fx.mint({ as: 'outsider' });
     const jwt = await fx.mint({ as: 'outsider', tokenFormat: 'jwt' });
-    const { app, seen } = mount([protect({ jwtKey: fx.emu.jwks.publicKeyPem })]);
+    const { app, seen } = mount([protect({ jwtKey: fx.emu.jwtKey })]);
     expectRefusal(await get(app, `Bearer ${opaque.token}`), REFUSAL.invalidToken);
     expectRefusal(await get(app, `Bearer ${jwt.token}`), REFUSAL.invalidToken);
     expect(seen).toHaveLength(0);

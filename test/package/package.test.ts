@@ -34,9 +34,9 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the published package', () => {
-  it('ships dist, bin and README only, and no test or source files', () => {
+  it('ships dist, bin, README and LICENSE only, and no test or source files', () => {
     const top = readdirSync(installed).sort();
-    expect(top).toEqual(['README.md', 'bin', 'dist', 'package.json']);
+    expect(top).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'package.json']);
     expect(readdirSync(join(installed, 'dist'))).toContain('index.d.ts');
   });
 

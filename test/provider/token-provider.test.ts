@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import {
@@ -85,6 +86,25 @@ describe('createTokenProvider', () => {
     expect(await p.getToken()).not.toBe(first); // healthy again
   });
 
+  it('logs a failing refresh once, not on every call that retries it', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino(
+      { level: 'trace' },
+      { write: (line: string) => lines.push(JSON.parse(line)) },
+    );
+    const p = provider({ secondsUntilExpiration: 100, refreshBeforeMs: 20_000, logger });
+    const first = await p.getToken();
+    now += 85_000;
+    emulator.failNext(3, 400, { operation: 'create' });
+    for (let i = 0; i < 3; i++) expect(await p.getToken()).toBe(first);
+    expect(lines.filter((line) => line.level >= 40)).toHaveLength(1);
+    expect(await p.getToken()).not.toBe(first); // a mint succeeds: a later failure is said again
+    now += 85_000;
+    emulator.failNext(1, 400, { operation: 'create' });
+    await p.getToken();
+    expect(lines.filter((line) => line.level >= 40)).toHaveLength(2);
+  });
+
   it('invalidate() makes the next call mint a new token', async () => {
     const p = provider();
     const first = await p.getToken();
@@ -153,5 +173,51 @@ describe('createAuthorizedFetch', () => {
   it('validates its arguments', () => {
     expect(() => createAuthorizedFetch({} as never)).toThrow(M2MConfigError);
     expect(() => createAuthorizedFetch(provider(), 'x' as never)).toThrow(M2MConfigError);
+  });
+});
+
+describe('createTokenProvider: token format and server-side reuse', () => {
+  it('mints JWT-format tokens with tokenFormat: jwt', async () => {
+    const p = provider({ tokenFormat: 'jwt', secondsUntilExpiration: 600 });
+    const token = await p.getToken();
+    expect(token.split('.')).toHaveLength(3);
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    expect(payload.sub).toBe(emulator.machines.caller.id);
+  });
+
+  it("minRemainingTtlSeconds lets two providers share Clerk's live token", async () => {
+    const options = { secondsUntilExpiration: 600, minRemainingTtlSeconds: 300 };
+    const first = await provider(options).getToken();
+    const second = await provider(options).getToken();
+    expect(emulator.calls.create).toBe(2);
+    expect(second).toBe(first); // Clerk returned the live token instead of minting a new one
+    const fresh = await provider({ secondsUntilExpiration: 600 }).getToken();
+    expect(fresh).not.toBe(first);
+  });
+
+  it.each([
+    [{ tokenFormat: 'JWT' }, 'tokenFormat', 'must be `opaque` or `jwt`'],
+    [{ minRemainingTtlSeconds: -1 }, 'minRemainingTtlSeconds', 'must be an integer from 0'],
+    [{ minRemainingTtlSeconds: 1.5 }, 'minRemainingTtlSeconds', 'must be an integer'],
+    [
+      { secondsUntilExpiration: 60, minRemainingTtlSeconds: 60 },
+      'minRemainingTtlSeconds',
+      'must be an integer from 0 to 59',
+    ],
+    [
+      { tokenFormat: 'jwt', minRemainingTtlSeconds: 10 },
+      'minRemainingTtlSeconds',
+      'applies to opaque tokens only',
+    ],
+  ])('refuses %o naming %s', (options, option, expectation) => {
+    let err: unknown;
+    try {
+      provider(options as never);
+    } catch (caught) {
+      err = caught;
+    }
+    expect(err).toBeInstanceOf(M2MConfigError);
+    expect((err as M2MConfigError).option).toBe(option);
+    expect((err as M2MConfigError).message).toContain(expectation);
   });
 });

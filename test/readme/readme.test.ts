@@ -55,10 +55,25 @@ describe('README', () => {
       'onError',
       'passErrors',
       'refreshBeforeMs',
+      'tokenFormat',
+      'minRemainingTtlSeconds',
       'commandTimeoutMs',
       'keyPrefix',
     ]) {
       expect(readme, `option ${option}`).toContain(`\`${option}`);
     }
+  });
+
+  it("answers a new user's first questions", () => {
+    // The two machineIds, side by side where both appear.
+    expect(readme).toMatch(/`req\.m2m\.machineId` is the \*caller\*/);
+    expect(readme).toMatch(/The option `machineId` is \*this\s+service\*/);
+    // What a machine key needs for JWT-format tokens, and the provider's methods.
+    expect(readme).toMatch(/need `machineId` \*\*and\*\* `jwtKey` \/ `CLERK_JWT_KEY`/);
+    expect(readme).toContain('`provider.getToken()`');
+    expect(readme).toContain('`provider.invalidate()`');
+    // How long `npm test` takes, and that the default logger is no longer silent.
+    expect(readme).toMatch(/npm test .*\(about \d+ minutes?\b/);
+    expect(readme).not.toMatch(/\| `logger` \| silent \|/);
   });
 });

@@ -368,7 +368,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
   });
 
   it('never writes a JWT answer to Redis: each verifier checks JWTs with its own keys', async () => {
-    const jwtKey = emulator.jwks.publicKeyPem;
+    const jwtKey = emulator.jwtKey;
     const a = await replica({ jwtKey });
     const b = await replica({ jwtKey });
     const jwt = await mint({ tokenFormat: 'jwt', secondsUntilExpiration: 60 });

@@ -118,7 +118,7 @@ describe('logs', () => {
     const jwtOnly = h.track(
       createTokenVerifier({
         apiUrl: h.emulator.url,
-        jwtKey: h.emulator.jwks.publicKeyPem,
+        jwtKey: h.emulator.jwtKey,
         anyMachine: true,
         now: h.clock,
         logger,
