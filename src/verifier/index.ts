@@ -18,6 +18,15 @@ export {
 } from './options.js';
 export { CHANNELS as VERIFIER_CHANNELS } from './stats.js';
 export type { SharedCacheStore } from './store.js';
+export {
+  COUNTER_ROWS,
+  type CounterRow,
+  REQUEST_OUTCOMES,
+  type RequestOutcome,
+  recordRequestOutcome,
+  requestOutcomeCounts,
+  UPSTREAM_DURATION_BUCKETS,
+} from './telemetry.js';
 export { isOpaqueM2MToken, MAX_OPAQUE_TOKEN_LENGTH } from './token-shape.js';
 export type {
   TokenVerifier,
@@ -25,6 +34,7 @@ export type {
   VerifiedM2MToken,
   VerifierBreakerOptions,
   VerifierCacheOptions,
+  VerifierHealth,
   VerifierStats,
   VerifyOptions,
 } from './types.js';

@@ -16,6 +16,7 @@ import { createJwtVerifier, isJwtShaped } from './jwt.js';
 import { parseVerifierOptions } from './options.js';
 import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
+import { createVerifierTelemetry } from './telemetry.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
 import { toUnavailable } from './upstream-error.js';
@@ -77,6 +78,12 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
           },
         });
   const cacheConfig = config.cache === false ? undefined : config.cache;
+  const telemetry = createVerifierTelemetry({
+    stats: () => stats.snapshot(cache?.size ?? 0),
+    breaker: () => breaker.state,
+    store: () => (shared ? (shared.down ? 'down' : 'up') : 'none'),
+    now,
+  });
 
   const pending = new Set<Promise<void>>();
   // With only a jwtKey, opaque tokens cannot be checked at all: they are refused, not "unavailable".
@@ -271,7 +278,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     const t0 = performance.now();
     let answer: M2MToken;
     try {
-      answer = await client.verifyToken({ token });
+      answer = await telemetry.traceUpstream(() => client.verifyToken({ token }));
     } catch (err) {
       const ms = Math.round(performance.now() - t0);
       const at = now();
@@ -384,7 +391,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     throw error;
   }
 
-  return {
+  return telemetry.attach<TokenVerifier>({
     verifyCached(token) {
       classify(token);
       const at = now();
@@ -439,14 +446,19 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       return stats.snapshot(cache?.size ?? 0);
     },
 
+    health() {
+      return telemetry.health();
+    },
+
     async close() {
       unsubscribeRevocations();
       unsubscribeShared?.();
+      telemetry.close();
       await Promise.all(pending);
       cache?.clear();
       if (config.ownsClient) await client.close();
     },
-  };
+  });
 }
 
 function freezeVerified(token: M2MToken): VerifiedM2MToken {
