@@ -8,7 +8,7 @@ import {
   type CounterRow,
   onUpstreamCall,
   UPSTREAM_DURATION_BUCKETS,
-} from '../verifier/telemetry.js';
+} from '../verifier/telemetry.js'; // internal plumbing, not part of the public API
 
 /** Options of {@link registerMetrics}. */
 export interface RegisterMetricsOptions {

@@ -9,14 +9,12 @@ import { DataPointType, type MetricData } from '@opentelemetry/sdk-metrics';
 import express from 'express';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
+import { m2mAuth, REQUEST_OUTCOMES, requireMachine } from '../../src/index.js';
 import {
   COUNTER_ROWS,
-  m2mAuth,
-  REQUEST_OUTCOMES,
+  RESULT_ATTRIBUTE,
   requestOutcomeCounts,
-  requireMachine,
-} from '../../src/index.js';
-import { RESULT_ATTRIBUTE } from '../../src/verifier/telemetry.js';
+} from '../../src/verifier/telemetry.js';
 import { expectInvalid, expectUnavailable, useHarness } from '../helpers/verifier-helpers.js';
 import { everythingExported, type OtelSdk, pointValue, registerSdk } from './otel-sdk.js';
 

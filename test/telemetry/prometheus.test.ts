@@ -4,8 +4,9 @@
  */
 import { Counter, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { COUNTER_ROWS, M2MConfigError, type TokenVerifier } from '../../src/index.js';
+import { M2MConfigError, type TokenVerifier } from '../../src/index.js';
 import { registerMetrics } from '../../src/prometheus/index.js';
+import { COUNTER_ROWS } from '../../src/verifier/telemetry.js';
 import { expectInvalid, expectUnavailable, useHarness } from '../helpers/verifier-helpers.js';
 
 const h = useHarness();
