@@ -47,6 +47,7 @@ const groupsByRegistry = new WeakMap<Registry, Map<string, Group>>();
  * Several verifiers on one registry and prefix are added up (the breaker: the worst state).
  * Registering one verifier twice on one registry throws an `M2MConfigError`, as does a registry
  * that already has a metric of these names from elsewhere.
+ * The registry holds the verifier from then on (its metrics are read from it).
  *
  * @example
  * import { register } from 'prom-client';

@@ -172,9 +172,18 @@ interface Handle {
   readonly listeners: Set<UpstreamListener>;
 }
 
-const live = new Set<Handle>();
-/** Counter totals of closed verifiers, row by row. */
+/**
+ * The verifiers observed now, held weakly (one dropped without `close()` is not kept alive by
+ * its metrics), each with its counter values as last collected: a verifier collected as garbage
+ * leaves those in the totals.
+ */
+const live = new Map<WeakRef<Handle>, number[]>();
+/** Counter totals of closed (or collected) verifiers, row by row. */
 const retired = COUNTER_ROWS.map(() => 0);
+const retire = (values: readonly number[]) =>
+  values.forEach((value, i) => {
+    retired[i]! += value;
+  });
 const handles = new WeakMap<object, Handle>();
 
 /** Instruments of the MeterProvider they were made on. */
@@ -222,15 +231,24 @@ function instruments(): Binding {
   });
   const callback: BatchObservableCallback = (result) => {
     const totals = [...retired];
-    let worst = -1;
+    let worst = 0;
     let size = 0;
-    for (const { source } of live) {
-      const stats = source.stats();
-      COUNTER_ROWS.forEach((row, i) => {
-        totals[i]! += row.value(stats);
+    for (const [ref, seen] of live) {
+      const source = ref.deref()?.source;
+      if (source) {
+        const stats = source.stats();
+        COUNTER_ROWS.forEach((row, i) => {
+          seen[i] = row.value(stats);
+        });
+        worst = Math.max(worst, BREAKER_STATE_VALUE[source.breaker()]);
+        size += stats.size;
+      } else {
+        live.delete(ref);
+        retire(seen);
+      }
+      seen.forEach((value, i) => {
+        totals[i]! += value;
       });
-      worst = Math.max(worst, BREAKER_STATE_VALUE[source.breaker()]);
-      size += stats.size;
     }
     COUNTER_ROWS.forEach((row, i) => {
       result.observe(counters[row.metric], totals[i]!, ROW_ATTRIBUTES[i]);
@@ -238,10 +256,9 @@ function instruments(): Binding {
     REQUEST_OUTCOMES.forEach((_, i) => {
       result.observe(requests, requestCounts[i]!, OUTCOME_ATTRIBUTES[i]);
     });
-    if (worst >= 0) {
-      result.observe(breaker, worst);
-      result.observe(entries, size);
-    }
+    // Observed even with no verifier left: an SDK would go on exporting the last value.
+    result.observe(breaker, worst);
+    result.observe(entries, size);
   };
   const observables = [requests, counters['cache.lookups'], counters['upstream.calls']];
   observables.push(breaker, entries);
@@ -267,10 +284,14 @@ export function healthStatus(
 /** Makes the telemetry of one verifier; it is observed until `close()`. */
 export function createVerifierTelemetry(source: TelemetrySource): VerifierTelemetry {
   const handle: Handle = { source, listeners: new Set() };
+  const ref = new WeakRef(handle);
   let lastSuccessAt: number | null = null;
   let lastFailureAt: number | null = null;
   let lastCallFailed = false;
-  live.add(handle);
+  live.set(
+    ref,
+    COUNTER_ROWS.map(() => 0),
+  );
   instruments();
 
   function done(span: Span, started: number, result: UpstreamResult, err?: unknown) {
@@ -332,11 +353,9 @@ export function createVerifierTelemetry(source: TelemetrySource): VerifierTeleme
       return verifier;
     },
     close() {
-      if (!live.delete(handle)) return;
+      if (!live.delete(ref)) return;
       const stats = source.stats();
-      COUNTER_ROWS.forEach((row, i) => {
-        retired[i]! += row.value(stats);
-      });
+      retire(COUNTER_ROWS.map((row) => row.value(stats)));
     },
   };
 }

@@ -4,12 +4,20 @@
  * call to Clerk and none per hit, under the caller's span; nothing secret in any point or span.
  * Counters are process totals, so each test compares what it collected before and after.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { metrics, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { DataPointType, type MetricData } from '@opentelemetry/sdk-metrics';
 import express from 'express';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { m2mAuth, REQUEST_OUTCOMES, requireMachine } from '../../src/index.js';
+import {
+  createTokenVerifier,
+  m2mAuth,
+  REQUEST_OUTCOMES,
+  requireMachine,
+  type TokenVerifier,
+} from '../../src/index.js';
 import {
   COUNTER_ROWS,
   RESULT_ATTRIBUTE,
@@ -25,6 +33,7 @@ afterEach(async () => {
   sdk = undefined;
 });
 const unknownToken = (c: string) => `mt_${c.repeat(40)}`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Series = Record<string, number>;
 /** Every counter series of the m2m-guard meter, keyed `name{attribute=value}`. */
@@ -170,6 +179,33 @@ describe('OpenTelemetry metrics', () => {
     expect(delta(before, series(data))[lookups('hit')]).toBe(1); // counters never go back
     expect(pointValue(data, 'm2m_guard.breaker.state')).toBe(0);
     expect(pointValue(data, 'm2m_guard.cache.entries')).toBe(a.stats().size);
+  });
+
+  it('a verifier dropped without close() is not kept alive by its metrics; its counts stay', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    sdk = registerSdk();
+    let verifier: TokenVerifier | undefined = createTokenVerifier({
+      apiUrl: h.emulator.url,
+      secretKey: h.emulator.instanceSecretKey,
+      retry: false,
+      now: h.clock,
+    });
+    const before = series(await sdk.collect());
+    await verifier.verify((await h.mint()).token);
+    const entries = pointValue(await sdk.collect(), 'm2m_guard.cache.entries');
+    verifier = undefined;
+    // Its cache leaves the entries gauge once it is collected as garbage. (Each collection
+    // reads the weak reference, which keeps it alive for that turn: collect garbage between.)
+    let entriesNow = entries;
+    for (let i = 0; i < 50 && entriesNow !== entries - 1; i++) {
+      await sleep(10);
+      gc();
+      await sleep(10);
+      entriesNow = pointValue(await sdk.collect(), 'm2m_guard.cache.entries');
+    }
+    expect(entriesNow).toBe(entries - 1);
+    expect(delta(before, series(await sdk.collect()))[calls('valid')]).toBe(1);
   });
 });
 
