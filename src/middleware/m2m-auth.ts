@@ -13,6 +13,7 @@ import {
 import {
   createTokenVerifier,
   InvalidTokenError,
+  recordRequestOutcome,
   TOKEN_VERIFIER_KEYS,
   type TokenVerifier,
   type TokenVerifierOptions,
@@ -101,6 +102,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       authOf.set(verified, auth);
     }
     req.m2m = auth;
+    recordRequestOutcome('accepted');
     return undefined;
   }
 

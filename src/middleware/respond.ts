@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { boolOption, functionOption, stringOption } from '../shared/validate.js';
+import { recordRequestOutcome } from '../verifier/index.js';
 import type { M2MAuthError } from './errors.js';
 import type { ErrorHandler, NextFunction, ResponseOptions } from './types.js';
 
@@ -30,6 +31,7 @@ export function parseResponseOptions(options: ResponseOptions, logger: Logger): 
   return {
     realm,
     refuse(err, req, res, next) {
+      recordRequestOutcome(err.code);
       const line = {
         reason: err.reason,
         status: err.status,

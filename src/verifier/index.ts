@@ -19,6 +19,8 @@ export {
 } from './options.js';
 export { CHANNELS as VERIFIER_CHANNELS } from './stats.js';
 export type { SharedCacheStore } from './store.js';
+// The rest of telemetry.js (the counter table, listeners) is internal: m2m-guard/prometheus only.
+export { REQUEST_OUTCOMES, type RequestOutcome, recordRequestOutcome } from './telemetry.js';
 export { isOpaqueM2MToken, MAX_OPAQUE_TOKEN_LENGTH } from './token-shape.js';
 export type {
   TokenVerifier,
@@ -26,6 +28,7 @@ export type {
   VerifiedM2MToken,
   VerifierBreakerOptions,
   VerifierCacheOptions,
+  VerifierHealth,
   VerifierStats,
   VerifyOptions,
 } from './types.js';

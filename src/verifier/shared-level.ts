@@ -47,6 +47,11 @@ export function createSharedLevel(store: SharedCacheStore, namespace: string, lo
   }
 
   return {
+    /** Whether the store's last operation failed (until one succeeds again). */
+    get down(): boolean {
+      return down;
+    },
+
     async get(key: string): Promise<Entry | undefined> {
       const text = await guarded(() => store.get(entryKey(key)));
       return text ? parseEntry(text) : undefined;

@@ -41,6 +41,7 @@ export function createStats() {
     coalesced: 0,
     upstreamCalls: 0,
     upstreamErrors: 0,
+    upstreamInvalid: 0,
     staleServed: 0,
     sharedHits: 0,
     invalidationsReceived: 0,
@@ -54,6 +55,7 @@ export function createStats() {
     upstream(outcome: 'valid' | 'invalid' | 'error', ms: number, reason?: string) {
       counts.upstreamCalls++;
       if (outcome === 'error') counts.upstreamErrors++;
+      if (outcome === 'invalid') counts.upstreamInvalid++;
       if (upstreamChannel.hasSubscribers) upstreamChannel.publish({ outcome, ms, reason });
     },
     sharedHit() {

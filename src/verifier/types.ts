@@ -145,6 +145,8 @@ export interface VerifierStats {
   upstreamCalls: number;
   /** Upstream calls that ended without an answer (timeouts, 5xx, 429, 401, …). */
   upstreamErrors: number;
+  /** Upstream calls Clerk answered with a definite "not valid" (404, 400). */
+  upstreamInvalid: number;
   /** Stale good answers served while Clerk was unavailable. */
   staleServed: number;
   /** Misses answered by the shared store (another instance had asked Clerk). */
@@ -157,6 +159,19 @@ export interface VerifierStats {
   size: number;
   /** Approximate heap bytes of the good answers cached now (bounded by `cache.maxBytes`). */
   bytes: number;
+}
+
+/** What `verifier.health()` tells, for a readiness route. Times are Unix ms, or `null`. */
+export interface VerifierHealth {
+  /** `unavailable` while the breaker is open; `degraded` while the store is down or the last upstream call failed. */
+  status: 'ok' | 'degraded' | 'unavailable';
+  breaker: 'closed' | 'half-open' | 'open';
+  /** When Clerk last answered a verify call (valid or not), by the verifier's clock. */
+  lastUpstreamSuccessAt: number | null;
+  /** When a verify call last ended without an answer (timeout, 5xx, 429, …). */
+  lastUpstreamFailureAt: number | null;
+  /** The shared store: `none` without one, else whether its last operation failed. */
+  store: 'none' | 'up' | 'down';
 }
 
 export interface TokenVerifier {
@@ -172,6 +187,8 @@ export interface TokenVerifier {
   /** Drops any cached answer for a token string or a token id. */
   invalidate(tokenOrTokenId: string): void;
   stats(): VerifierStats;
+  /** The verifier's state for a readiness check; reads counters only, never calls out. */
+  health(): VerifierHealth;
   /** Closes the client if the verifier built it. */
   close(): Promise<void>;
 }

@@ -30,6 +30,7 @@ import { parseVerifierOptions } from './options.js';
 import { createOutageLog } from './outage-log.js';
 import { createSharedLevel, type Invalidation } from './shared-level.js';
 import { createStats } from './stats.js';
+import { createVerifierTelemetry } from './telemetry.js';
 import { isOpaqueM2MToken } from './token-shape.js';
 import type { TokenVerifier, TokenVerifierOptions, VerifiedM2MToken } from './types.js';
 import { toUnavailable } from './upstream-error.js';
@@ -121,6 +122,14 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   let budgetExhausted = false;
   /** Until when a 429 from Clerk holds back every upstream call. */
   let pausedUntil = 0;
+  const snapshot = () =>
+    stats.snapshot((good?.size ?? 0) + (refusals?.size ?? 0), good?.calculatedSize ?? 0);
+  const telemetry = createVerifierTelemetry({
+    stats: snapshot,
+    breaker: () => breaker.state,
+    store: () => (shared ? (shared.down ? 'down' : 'up') : 'none'),
+    now,
+  });
 
   const pending = new Set<Promise<void>>();
   // With only a jwtKey, opaque tokens cannot be checked at all: they are refused, not "unavailable".
@@ -370,7 +379,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     const t0 = performance.now();
     let answer: M2MToken;
     try {
-      answer = await client.verifyToken({ token });
+      answer = await telemetry.traceUpstream(() => client.verifyToken({ token }));
     } catch (err) {
       const ms = Math.round(performance.now() - t0);
       const at = now();
@@ -500,7 +509,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     throw error;
   }
 
-  return {
+  return telemetry.attach<TokenVerifier>({
     verifyCached(token) {
       classify(token);
       const at = now();
@@ -551,19 +560,22 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
       }
     },
 
-    stats() {
-      return stats.snapshot((good?.size ?? 0) + (refusals?.size ?? 0), good?.calculatedSize ?? 0);
+    stats: snapshot,
+
+    health() {
+      return telemetry.health();
     },
 
     async close() {
       unsubscribeRevocations();
       unsubscribeShared?.();
+      telemetry.close();
       await Promise.all(pending);
       good?.clear();
       refusals?.clear();
       if (config.ownsClient) await client.close();
     },
-  };
+  });
 }
 
 /** Resolves like `promise`, or rejects with the signal's reason when it aborts first. */

@@ -45,16 +45,17 @@ describe('the published package', () => {
     expect(VERSION).toBe(pkg.version);
   });
 
-  it('loads with import, including the emulator sub-path', () => {
+  it('loads with import, including the emulator, redis and prometheus sub-paths', () => {
     const out = run('node', [
       '--input-type=module',
       '-e',
       `import * as g from 'm2m-guard';
        import { startEmulator } from 'm2m-guard/emulator';
        import { createRedisStore } from 'm2m-guard/redis';
-       console.log([typeof g.m2mAuth, typeof g.createTokenVerifier, typeof g.createM2MClient, typeof startEmulator, typeof createRedisStore].join());`,
+       import { registerMetrics } from 'm2m-guard/prometheus';
+       console.log([typeof g.m2mAuth, typeof g.createTokenVerifier, typeof g.createM2MClient, typeof startEmulator, typeof createRedisStore, typeof registerMetrics].join());`,
     ]);
-    expect(out.trim()).toBe('function,function,function,function,function');
+    expect(out.trim()).toBe('function,function,function,function,function,function');
   });
 
   it('loads with require on Node 20.19+', () => {
