@@ -32,6 +32,27 @@ export type Refusal = {
  */
 export const CLAIMS_LIMITS = { maxDepth: 64, maxNodes: 100_000 } as const;
 
+/**
+ * Subjects and scopes repeat across tokens (a handful of machines mint them all), so answers
+ * share one frozen copy of each: a cached answer then costs little more than its token id. The
+ * table is bounded; past its size it starts afresh, which only costs a copy per answer.
+ */
+const MAX_INTERNED = 4096;
+const internTable = new Map<string, string | readonly string[]>();
+
+function intern<T extends string | readonly string[]>(key: string, make: () => T): T {
+  const found = internTable.get(key);
+  if (found !== undefined) return found as T;
+  if (internTable.size >= MAX_INTERNED) internTable.clear();
+  const made = make();
+  internTable.set(key, made);
+  return made;
+}
+
+const interned = (subject: string): string => intern(`s ${subject}`, () => subject);
+const internedScopes = (scopes: readonly string[]): readonly string[] =>
+  intern(`a ${JSON.stringify(scopes)}`, () => Object.freeze(scopes.map(interned)));
+
 /** A good answer's fields, as read from Clerk, a JWT or the shared store. */
 export interface VerifiedFields {
   id: string;
@@ -50,8 +71,8 @@ export interface VerifiedFields {
 export function toVerified(fields: VerifiedFields): { value: VerifiedM2MToken; bytes: number } {
   const value: VerifiedM2MToken = {
     id: fields.id,
-    subject: fields.subject,
-    scopes: [...fields.scopes],
+    subject: interned(fields.subject),
+    scopes: internedScopes(fields.scopes),
     claims: fields.claims,
     expiration: fields.expiration,
     createdAt: fields.createdAt,
