@@ -313,6 +313,11 @@ export function realmOf(auth: M2MRequestAuth | null | undefined, fallback = 'api
   return (auth && realms.get(auth)) ?? fallback;
 }
 
+/** Whether an auth object is one a core made (not one built or copied field by field elsewhere). */
+export function isIssuedAuth(auth: unknown): auth is M2MRequestAuth {
+  return typeof auth === 'object' && auth !== null && realms.has(auth as M2MRequestAuth);
+}
+
 /**
  * The auth the core accepted for one request, kept on the request object itself (a request,
  * a Koa context, a Hono context) under a module-private key: one property write per request,
