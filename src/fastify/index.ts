@@ -40,7 +40,8 @@ import {
   PREFLIGHT_PASS,
 } from '../middleware/core.js';
 import { M2MAuthError } from '../middleware/errors.js';
-import { callMeFirst, looksLikeRequest } from '../middleware/misuse.js';
+import { callMeFirst, looksLikeRequest, misuseError } from '../middleware/misuse.js';
+
 import type { M2MRequestAuth } from '../middleware/types.js';
 
 export type { M2MAdapterOptions as M2MAuthOptions, M2MRequestAuth };
@@ -61,6 +62,9 @@ export type M2MAuthPlugin = FastifyPluginCallback & M2MAdapterHandle;
  * `M2MAuthError`; Fastify's default handler uses its `statusCode` and `headers`.
  */
 export function m2mAuth(options: M2MAdapterOptions = {}): M2MAuthPlugin {
+  // `app.register(m2mAuth)`: Fastify calls us as the plugin; a rejection fails `ready()`.
+  if (looksLikeRequest(options))
+    return Promise.reject(misuseError('m2mAuth', 'app.register(m2mAuth())')) as never;
   const adapter = adapterCore(options, 'm2mAuth');
   const { core, handle } = adapter;
 

@@ -14,9 +14,15 @@ export function looksLikeRequest(value: unknown): boolean {
   return 'addHook' in value && 'decorateRequest' in value;
 }
 
-/** Throws the error that says how the factory should have been used. */
-export function callMeFirst(factory: string, instead: string): never {
-  throw new TypeError(
-    `${factory} was used as a middleware without being called: write ${instead}, not ${instead.replace('()', '')}`,
+/** The error that says how the factory should have been used: `instead` is the right call. */
+export function misuseError(factory: string, instead: string): TypeError {
+  const uncalled = instead.includes('()') ? instead.replace('()', '') : factory;
+  return new TypeError(
+    `${factory} was used as a middleware without being called: write ${instead}, not ${uncalled}`,
   );
+}
+
+/** Throws `misuseError()`. */
+export function callMeFirst(factory: string, instead: string): never {
+  throw misuseError(factory, instead);
 }
