@@ -178,3 +178,44 @@ describe('the guards’ checks', () => {
     expect(() => checkClaims('x' as never)).toThrow(M2MConfigError);
   });
 });
+
+describe("the README's framework-free example", () => {
+  it('answers from the decision, synchronously on a hit', async () => {
+    const { apiUrl, machineSecretKey } = fx.machineKey();
+    const auth = createM2MAuthenticator({ apiUrl, machineSecretKey });
+
+    async function handle(request: Request): Promise<Response> {
+      const { headers } = request;
+      let decision = auth.authenticate({
+        authorization: headers.get('authorization'),
+        method: request.method,
+        accessControlRequestMethod: headers.get('access-control-request-method'),
+        accessControlRequestHeaders: headers.get('access-control-request-headers'),
+      });
+      if (decision instanceof Promise) decision = await decision; // a cache miss only
+      if (isRefusal(decision)) {
+        // status, headers (WWW-Authenticate, Cache-Control, Retry-After) and the JSON body
+        return new Response(JSON.stringify(decision), {
+          status: decision.status,
+          headers: { ...decision.headers, 'Content-Type': 'application/json' },
+        });
+      }
+      if (isPass(decision)) return new Response(null, { status: 204 }); // a CORS preflight
+      return Response.json({ calledBy: decision.subject });
+    }
+    built.push(auth);
+
+    const minted = await fx.mint();
+    const ok = await handle(
+      new Request('http://x/', { headers: { authorization: `Bearer ${minted.token}` } }),
+    );
+    expect(await ok.json()).toEqual({ calledBy: fx.caller.id });
+    const refused = await handle(new Request('http://x/'));
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="api"');
+    expect(await refused.json()).toEqual({
+      error: 'unauthorized',
+      error_description: 'A bearer token is required',
+    });
+  });
+});
