@@ -94,10 +94,52 @@ const auth = m2mAuth({ apiUrl: 'http://127.0.0.1:1', secretKey: 'sk_test_x' });
 const subject = (req: IncomingMessage): string | undefined => req.m2m?.subject;
 const seen: M2MRequestAuth | undefined = undefined;
 void auth; void subject; void seen; void startEmulator;
+// m2m-guard/koa is left out: @types/koa itself fails skipLibCheck: false (content-disposition).
+import type { FastifyRequest } from 'fastify';
+import { m2mAuth as fastifyAuth } from 'm2m-guard/fastify';
+import { type M2MEnv } from 'm2m-guard/hono';
+import { M2MAuthGuard } from 'm2m-guard/nestjs';
+import { withM2MAuth } from 'm2m-guard/web';
+const fromFastify = (request: FastifyRequest): string | undefined => request.m2m?.subject;
+const fromHono = (vars: M2MEnv['Variables']): string | undefined => vars.m2m?.subject;
+void fastifyAuth; void fromFastify; void fromHono; void M2MAuthGuard; void withM2MAuth;
 `,
     );
     const tsc = join(root, 'node_modules/.bin/tsc');
-    expect(() => run(tsc, ['-p', consumer])).not.toThrow();
+    try {
+      run(tsc, ['-p', consumer]);
+    } catch (err) {
+      throw new Error(String((err as { stdout?: string }).stdout ?? err));
+    }
+  });
+
+  const ADAPTERS = ['fastify', 'hono', 'koa', 'nestjs', 'web'] as const;
+  /** What each adapter sub-path must export (the guards are the same three everywhere). */
+  const adapterExport = (name: (typeof ADAPTERS)[number]) =>
+    name === 'nestjs' ? 'M2MAuthGuard' : 'm2mAuth';
+
+  it('loads every framework sub-path with import and with require', () => {
+    const names = ADAPTERS.map((name) => `${name}:${adapterExport(name)},requireMachine`);
+    const imported = run('node', [
+      '--input-type=module',
+      '-e',
+      `const out = [];
+       for (const name of ${JSON.stringify(ADAPTERS)}) {
+         const m = await import('m2m-guard/' + name);
+         out.push(name + ':' + Object.keys(m).filter((k) => k === 'm2mAuth' || k === 'M2MAuthGuard' || k === 'requireMachine').sort((a, b) => a.localeCompare(b)).join());
+       }
+       console.log(out.join(' '));`,
+    ]);
+    expect(imported.trim()).toBe(names.join(' '));
+    const required = run('node', [
+      '--no-warnings',
+      '-e',
+      `console.log(${JSON.stringify(ADAPTERS)}.map((name) => {
+         const m = require('m2m-guard/' + name);
+         return name + ':' + [typeof m.m2mAuth === 'function' || typeof m.M2MAuthGuard === 'function', typeof m.requireMachine].join();
+       }).join(' '));`,
+    ]);
+    expect(required.trim()).toBe(ADAPTERS.map((name) => `${name}:true,function`).join(' '));
   });
 
   it('runs the m2m-guard bin', () => {
