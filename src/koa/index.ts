@@ -83,8 +83,7 @@ function refuse(err: M2MAuthError, ctx: Ctx): void {
   if (by.passErrors) throw err;
   ctx.status = err.status;
   ctx.set(refusalHeaders(err));
-  ctx.body = refusalBody(err);
-  ctx.type = 'application/json';
+  ctx.body = refusalBody(err); // Content-Type is already set: Koa keeps it as it is
 }
 
 function guard(check: M2MGuardCheck): Middleware<M2MState> {

@@ -16,6 +16,7 @@ import {
   type M2MDecision,
   type M2MGuardCheck,
   PREFLIGHT_PASS,
+  preflightPass,
   realmOption,
   trustedAuth,
 } from './core.js';
@@ -102,7 +103,7 @@ export function decideNodeRequest(
   core: M2MAuthenticator,
   req: IncomingMessage,
 ): M2MDecision | Promise<M2MDecision> {
-  if (core.skipPreflight && isPreflight(req)) return PREFLIGHT_PASS;
+  if (core.skipPreflight && isPreflight(req)) return preflightPass();
   return core.decideExtraction(extractToken(req, core.allowQueryToken));
 }
 

@@ -82,7 +82,9 @@ export interface M2MPass {
   readonly pass: 'preflight' | 'anonymous';
 }
 
+/** The decision for a credentialed CORS preflight let through (`skipPreflight`, the default). */
 export const PREFLIGHT_PASS: M2MPass = Object.freeze({ pass: 'preflight' });
+/** The decision for a request without a token under `required: false`. */
 export const ANONYMOUS_PASS: M2MPass = Object.freeze({ pass: 'anonymous' });
 
 /**
@@ -102,10 +104,12 @@ export type M2MOutcome =
   | 'insufficient_scope'
   | 'unavailable';
 
+/** Whether a decision is a refusal: answer its `status`, `headers` and `toJSON()`. */
 export function isRefusal(decision: M2MDecision): decision is M2MAuthError {
   return decision instanceof M2MAuthError;
 }
 
+/** Whether a decision lets the request through without auth (a preflight, or anonymous). */
 export function isPass(decision: M2MDecision): decision is M2MPass {
   return decision === PREFLIGHT_PASS || decision === ANONYMOUS_PASS;
 }
@@ -126,6 +130,11 @@ export function outcomeOf(decision: M2MDecision): M2MOutcome {
  */
 function settle<D extends M2MDecision>(decision: D): D {
   return decision;
+}
+
+/** A preflight let through before the core was asked (the Express and `node:http` adapters). */
+export function preflightPass(): M2MPass {
+  return settle(PREFLIGHT_PASS);
 }
 
 /**

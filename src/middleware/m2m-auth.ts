@@ -11,6 +11,7 @@ import {
   buildAuthenticator,
   isPreflightRequest,
   type M2MDecision,
+  preflightPass,
 } from './core.js';
 import { M2MAuthError } from './errors.js';
 import { extractToken, fromCustomValue } from './extract.js';
@@ -69,6 +70,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       bindAuth(req, undefined);
     }
     if (skipPreflight && isPreflight(req)) {
+      preflightPass();
       rememberResponder(req, 'preflight');
       return next();
     }
