@@ -1,6 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/shared/version.js';
 
@@ -141,6 +151,50 @@ void fastifyAuth; void fromFastify; void fromHono; void M2MAuthGuard; void withM
     ]);
     expect(required.trim()).toBe(ADAPTERS.map((name) => `${name}:true,function`).join(' '));
   });
+
+  /** The framework packages each sub-path needs beside the package (peers of peers included). */
+  const FRAMEWORK: Record<(typeof ADAPTERS)[number], string[]> = {
+    fastify: ['fastify', 'fastify-plugin'],
+    hono: ['hono'],
+    koa: ['koa'],
+    nestjs: ['@nestjs/common', 'reflect-metadata', 'rxjs'],
+    web: [],
+  };
+
+  it.each(ADAPTERS)(
+    'm2m-guard/%s loads with only its framework installed beside the package',
+    (name) => {
+      // Outside the repository, so nothing resolves from its node_modules: the package and its
+      // dependencies and this one framework are linked in, nothing else.
+      const alone = mkdtempSync(join(tmpdir(), `m2m-guard-${name}-`));
+      try {
+        const modules = join(alone, 'node_modules');
+        cpSync(installed, join(modules, 'm2m-guard'), { recursive: true });
+        const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+        for (const dep of [...Object.keys(pkg.dependencies), ...FRAMEWORK[name]]) {
+          mkdirSync(dirname(join(modules, dep)), { recursive: true });
+          symlinkSync(join(root, 'node_modules', dep), join(modules, dep), 'dir');
+        }
+        // Hono and Koa are imported for their types only: fastify and nestjs load theirs.
+        const other = name === 'fastify' ? 'nestjs' : 'fastify';
+        const out = run(
+          'node',
+          [
+            '--input-type=module',
+            '-e',
+            `const m = await import('m2m-guard/${name}');
+             let other = 'loaded';
+             try { await import('m2m-guard/${other}'); } catch (err) { other = err.code; }
+             console.log([typeof m.requireMachine, other].join());`,
+          ],
+          alone,
+        );
+        expect(out.trim()).toBe('function,ERR_MODULE_NOT_FOUND');
+      } finally {
+        rmSync(alone, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('runs the m2m-guard bin', () => {
     const out = run('node', [join(installed, 'bin/m2m-guard.js'), '--version']);
