@@ -125,8 +125,10 @@ export function outcomeOf(decision: M2MDecision): M2MOutcome {
 
 /**
  * Every decision of the core and of every guard, in every framework, passes here once, so this
- * is the one place where each request's outcome is known (`outcomeOf(decision)`). Keep it free
- * of allocation on an accepted decision: it runs on the hot path.
+ * is the one place where each request's outcome is known (`outcomeOf(decision)`): `m2mAuth()`'s
+ * decision (accepted, preflight, anonymous or a refusal), then, only when a guard refuses, the
+ * guard's refusal (`insufficient_scope`, or `unauthorized` without a trusted auth). A guard that
+ * lets a request through adds nothing. Keep it free of allocation: it runs on the hot path.
  */
 function settle<D extends M2MDecision>(decision: D): D {
   return decision;
