@@ -13,6 +13,10 @@ export const SERVER_KINDS = [
   'm2m-guard-redis',
   'clerk-express',
   'clerk-backend',
+  'fastify',
+  'fastify-m2m-guard',
+  'hono',
+  'hono-m2m-guard',
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
@@ -106,6 +110,34 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 1,
     rateLimit: true,
     description: 'as clerk-express, emulator at 1 000 req / 10 s',
+  },
+  {
+    name: 'fastify',
+    server: 'fastify',
+    tokens: 0,
+    rateLimit: false,
+    description: 'Fastify 5, no auth (its ceiling)',
+  },
+  {
+    name: 'fastify-m2m-guard',
+    server: 'fastify-m2m-guard',
+    tokens: 1,
+    rateLimit: false,
+    description: 'Fastify 5, m2m-guard/fastify plugin, 1 token, cache warm',
+  },
+  {
+    name: 'hono',
+    server: 'hono',
+    tokens: 0,
+    rateLimit: false,
+    description: 'Hono 4 on @hono/node-server, no auth (its ceiling)',
+  },
+  {
+    name: 'hono-m2m-guard',
+    server: 'hono-m2m-guard',
+    tokens: 1,
+    rateLimit: false,
+    description: 'Hono 4 on @hono/node-server, m2m-guard/hono, 1 token, cache warm',
   },
   {
     name: 'two-instances-separate',

@@ -8,7 +8,7 @@
  * 100 ms).
  */
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express, type Request, type RequestHandler, type Response } from 'express';
 import { BODY, ROUTE, SERVER_KINDS, type ServerKind } from './scenarios.js';
@@ -43,7 +43,45 @@ function bearer(req: Request): string | undefined {
  */
 const BENCH_BUDGET = { perSecond: 100_000, burst: 100_000 };
 
-async function buildApp(kind: ServerKind): Promise<Express> {
+/**
+ * Fastify and Hono apps, bare or with their m2m-guard adapter, as `node:http` listeners. The
+ * adapters are loaded only here, so the other scenarios' RSS does not carry them.
+ */
+async function buildOtherFramework(kind: ServerKind): Promise<RequestListener | undefined> {
+  const apiUrl = env('BENCH_API_URL');
+  const options = () => ({
+    apiUrl,
+    machineSecretKey: env('BENCH_MACHINE_SECRET_KEY'),
+    upstreamBudget: BENCH_BUDGET,
+  });
+  if (kind === 'fastify' || kind === 'fastify-m2m-guard') {
+    const { default: Fastify } = await import('fastify');
+    const app = Fastify();
+    if (kind === 'fastify-m2m-guard') {
+      const { m2mAuth } = await import('../src/fastify/index.js');
+      await app.register(m2mAuth(options()));
+    }
+    app.get(ROUTE, async () => BODY);
+    await app.ready();
+    return app.routing;
+  }
+  if (kind === 'hono' || kind === 'hono-m2m-guard') {
+    const { Hono } = await import('hono');
+    const { getRequestListener } = await import('@hono/node-server');
+    const app = new Hono();
+    if (kind === 'hono-m2m-guard') {
+      const { m2mAuth } = await import('../src/hono/index.js');
+      app.use(m2mAuth(options()));
+    }
+    app.get(ROUTE, (c) => c.json(BODY));
+    return getRequestListener(app.fetch);
+  }
+  return undefined;
+}
+
+async function buildApp(kind: ServerKind): Promise<Express | RequestListener> {
+  const other = await buildOtherFramework(kind);
+  if (other) return other;
   const app = express();
   const apiUrl = env('BENCH_API_URL');
   let guard: RequestHandler | undefined;
@@ -102,6 +140,11 @@ async function buildApp(kind: ServerKind): Promise<Express> {
       });
       return app;
     }
+    case 'fastify':
+    case 'fastify-m2m-guard':
+    case 'hono':
+    case 'hono-m2m-guard':
+      throw new Error(`bench/server.ts: ${kind} is built by buildOtherFramework()`);
     case 'clerk-backend': {
       const { createClerkClient } = await import('@clerk/backend');
       const clerk = createClerkClient({

@@ -43,9 +43,19 @@ function authorizationHeaderCount(req: IncomingMessage): number {
 export function fromAuthorizationHeader(req: IncomingMessage): Extraction {
   const header = req.headers.authorization;
   if (header === undefined) return { kind: 'none' };
-  if (authorizationHeaderCount(req) > 1) {
-    return { kind: 'malformed', description: SEVERAL_HEADERS };
-  }
+  if (authorizationHeaderCount(req) > 1) return SEVERAL;
+  return fromAuthorizationValue(header);
+}
+
+const SEVERAL: Extraction = Object.freeze({ kind: 'malformed', description: SEVERAL_HEADERS });
+
+/**
+ * One `Authorization` value. A comma can never be part of a bearer token, so a value holding one
+ * is several headers joined (as Web `Headers` and some frameworks join them): the same answer as
+ * two headers.
+ */
+export function fromAuthorizationValue(header: string): Extraction {
+  if (header.includes(',')) return SEVERAL;
   const match = BEARER.exec(header);
   if (!match) return { kind: 'malformed', description: MALFORMED_HEADER };
   const token = match[1]!;
@@ -53,11 +63,26 @@ export function fromAuthorizationHeader(req: IncomingMessage): Extraction {
   return { kind: 'token', token };
 }
 
+/** The `Authorization` values as a framework hands them: one, several, or none. */
+export function fromAuthorizationValues(
+  values: string | readonly string[] | null | undefined,
+): Extraction {
+  if (values === undefined || values === null) return { kind: 'none' };
+  if (typeof values === 'string') return fromAuthorizationValue(values);
+  if (values.length === 0) return { kind: 'none' };
+  if (values.length > 1) return SEVERAL;
+  return fromAuthorizationValue(values[0]!);
+}
+
 export function fromQuery(req: IncomingMessage): Extraction {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
+  return fromQueryOf(req.url);
+}
+
+/** The `access_token` query parameter of a URL (absolute, or a path with its query). */
+export function fromQueryOf(url: string | undefined): Extraction {
+  const q = url === undefined ? -1 : url.indexOf('?');
   if (q === -1) return { kind: 'none' };
-  const values = new URLSearchParams(url.slice(q + 1)).getAll('access_token');
+  const values = new URLSearchParams(url!.slice(q + 1)).getAll('access_token');
   if (values.length === 0) return { kind: 'none' };
   if (values.length > 1) return { kind: 'malformed', description: SEVERAL_PLACES };
   const token = values[0]!;
@@ -69,8 +94,12 @@ export function fromQuery(req: IncomingMessage): Extraction {
 export function extractToken(req: IncomingMessage, allowQueryToken: boolean): Extraction {
   const header = fromAuthorizationHeader(req);
   if (!allowQueryToken || header.kind === 'malformed') return header;
-  const query = fromQuery(req);
-  if (query.kind === 'none') return header;
+  return withQuery(header, fromQuery(req));
+}
+
+/** Combines what the header and the query hold: one place only. */
+export function withQuery(header: Extraction, query: Extraction): Extraction {
+  if (header.kind === 'malformed' || query.kind === 'none') return header;
   if (header.kind === 'token' || query.kind === 'malformed') {
     return query.kind === 'malformed' ? query : { kind: 'malformed', description: SEVERAL_PLACES };
   }

@@ -1,7 +1,27 @@
 /**
  * The middleware: `m2mAuth()` for Express, Connect and plain `node:http`, and the guards that
- * compose after it. Typed against `node:http` only; the verifier does the work.
+ * compose after it, typed against `node:http` only; and the framework-free core they wrap
+ * (`createM2MAuthenticator()`, `checkMachine()`, …), which every framework adapter wraps too.
  */
+export {
+  ANONYMOUS_PASS,
+  checkClaims,
+  checkMachine,
+  checkSubjects,
+  createM2MAuthenticator,
+  isPass,
+  isPreflightRequest,
+  isRefusal,
+  type M2MAuthenticator,
+  type M2MAuthenticatorOptions,
+  type M2MDecision,
+  type M2MGuardCheck,
+  type M2MOutcome,
+  type M2MPass,
+  type M2MRequestParts,
+  outcomeOf,
+  PREFLIGHT_PASS,
+} from './core.js';
 export {
   AuthUnavailableError,
   InsufficientScopeError,

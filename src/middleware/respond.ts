@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
-import { boolOption, functionOption, stringOption } from '../shared/validate.js';
-import { recordRequestOutcome } from '../verifier/index.js';
+import { boolOption, functionOption } from '../shared/validate.js';
+import { realmOption } from './core.js';
 import type { M2MAuthError } from './errors.js';
 import type { ErrorHandler, NextFunction, ResponseOptions } from './types.js';
 
@@ -12,17 +12,8 @@ export interface Responder {
   refuse(err: M2MAuthError, req: IncomingMessage, res: ServerResponse, next: NextFunction): void;
 }
 
-/** Quoted-string safe: printable ASCII without `"` and `\`, so the challenge stays well formed. */
-const REALM = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}$/;
-
 export function parseResponseOptions(options: ResponseOptions, logger: Logger): Responder {
-  const realm = stringOption(options.realm, 'realm') ?? 'api';
-  if (!REALM.test(realm)) {
-    throw new M2MConfigError(
-      'realm',
-      'must be 1-100 printable ASCII characters without `"` or `\\`',
-    );
-  }
+  const realm = realmOption(options.realm);
   const onError = functionOption<ErrorHandler>(options.onError, 'onError');
   const passErrors = boolOption(options.passErrors, 'passErrors', false);
   if (onError && passErrors) {
@@ -31,7 +22,6 @@ export function parseResponseOptions(options: ResponseOptions, logger: Logger): 
   return {
     realm,
     refuse(err, req, res, next) {
-      recordRequestOutcome(err.code);
       const line = {
         reason: err.reason,
         status: err.status,
@@ -58,13 +48,17 @@ export function writeError(res: ServerResponse, err: M2MAuthError): void {
   res.end(body);
 }
 
-const responders = new WeakMap<IncomingMessage, Responder | 'preflight'>();
+/**
+ * Which `m2mAuth()` handled a request (or that it let a preflight through), kept on the request
+ * under a module-private key: a property write per request, cheaper than a `WeakMap` entry.
+ */
+const RESPONDER = Symbol('m2m-guard.responder');
+type WithResponder = { [RESPONDER]?: Responder | 'preflight' };
 
-/** Remembers which `m2mAuth()` handled a request (or that it let a preflight through). */
 export function rememberResponder(req: IncomingMessage, responder: Responder | 'preflight'): void {
-  responders.set(req, responder);
+  (req as WithResponder)[RESPONDER] = responder;
 }
 
 export function responderOf(req: IncomingMessage): Responder | 'preflight' | undefined {
-  return responders.get(req);
+  return (req as WithResponder)[RESPONDER];
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TokenVerifier, TokenVerifierOptions } from '../verifier/index.js';
+import type { TokenVerifier } from '../verifier/index.js';
+import type { M2MAuthenticatorOptions } from './core.js';
 import type { M2MAuthError } from './errors.js';
 
 /** What `m2mAuth()` puts on `req.m2m` once a token is verified. Never the token itself. */
@@ -61,20 +62,10 @@ export interface ResponseOptions {
 
 /**
  * Options of `m2mAuth()`: a `verifier`, or the verifier's and client's options
- * (`apiUrl`, `machineSecretKey`, `machineId`, `cache`, …) to build one, once, here.
+ * (`apiUrl`, `machineSecretKey`, `machineId`, `cache`, …) to build one, once, here; the core's
+ * options (`required`, `allowQueryToken`, `skipPreflight`, `realm`), and how refusals are answered.
  */
-export interface M2MAuthOptions extends TokenVerifierOptions, ResponseOptions {
-  /** A verifier you built (and own). Default: one built from the other options. */
-  verifier?: TokenVerifier;
-  /**
-   * When `false`, a request without any token passes with no `req.m2m`. A bad token is still
-   * refused and an outage is still 503. Default `true`.
-   */
-  required?: boolean;
+export interface M2MAuthOptions extends M2MAuthenticatorOptions, ResponseOptions {
   /** Reads the token from somewhere else; return `undefined` for none. Default: the header. */
   getToken?: (req: IncomingMessage) => string | undefined | Promise<string | undefined>;
-  /** Also accept `?access_token=`. Default `false`: the parameter is ignored, as if absent. */
-  allowQueryToken?: boolean;
-  /** Let CORS preflight requests (`OPTIONS` with `Access-Control-Request-Method`) pass. Default `true`. */
-  skipPreflight?: boolean;
 }

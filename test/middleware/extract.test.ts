@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   extractToken,
   fromAuthorizationHeader,
+  fromAuthorizationValues,
   fromCustomValue,
   fromQuery,
   isBearerToken,
@@ -74,7 +75,7 @@ describe('fromAuthorizationHeader', () => {
     );
   });
 
-  it.each(['Bearer abc$def', 'Bearer ab"cd', 'Bearer a=bc', 'Bearer ==', 'Bearer a,b'])(
+  it.each(['Bearer abc$def', 'Bearer ab"cd', 'Bearer a=bc', 'Bearer =='])(
     'refuses the characters of %j',
     (header) => {
       expect(fromAuthorizationHeader(fakeRequest([header]))).toEqual(
@@ -89,10 +90,37 @@ describe('fromAuthorizationHeader', () => {
     );
   });
 
+  it.each([`Bearer ${TOKEN}, Bearer ${TOKEN}`, 'Bearer a,b', `Bearer ${TOKEN},`])(
+    'reads a comma in %j as several headers joined: no token holds one',
+    (header) => {
+      expect(fromAuthorizationHeader(fakeRequest([header]))).toEqual(
+        malformed(DESCRIPTION.severalHeaders),
+      );
+    },
+  );
+
   it('falls back to req.headers when headersDistinct is absent', () => {
     const req = { headers: { authorization: `Bearer ${TOKEN}` } } as unknown as IncomingMessage;
     expect(fromAuthorizationHeader(req)).toEqual(token(TOKEN));
   });
+});
+
+describe('fromAuthorizationValues (the adapters’ form: one value, a list, or none)', () => {
+  it.each([undefined, null, []])('finds nothing in %j', (values) => {
+    expect(fromAuthorizationValues(values)).toEqual(none);
+  });
+
+  it('reads one value, alone or as a one-item list', () => {
+    expect(fromAuthorizationValues(`Bearer ${TOKEN}`)).toEqual(token(TOKEN));
+    expect(fromAuthorizationValues([`Bearer ${TOKEN}`])).toEqual(token(TOKEN));
+  });
+
+  it.each([[[`Bearer ${TOKEN}`, `Bearer ${TOKEN}`]], [`Bearer ${TOKEN}, Bearer ${TOKEN}`]])(
+    'refuses several values, listed or comma-joined: %j',
+    (values) => {
+      expect(fromAuthorizationValues(values)).toEqual(malformed(DESCRIPTION.severalHeaders));
+    },
+  );
 });
 
 describe('fromQuery', () => {

@@ -223,6 +223,51 @@ describe('guards in general', () => {
     expect(seen).toHaveLength(0);
   });
 
+  describe('trust only the req.m2m that m2mAuth() set on that request (issue 13, item 5)', () => {
+    // Bug: guards.ts trusted any req.m2m once m2mAuth() had run on the request, so with
+    // `required: false` a middleware after it could set req.m2m and pass every guard with no token.
+    const replace: Middleware = (req, _res, next) => {
+      req.m2m = FORGED;
+      next();
+    };
+    const guards = () =>
+      [
+        ['requireMachine', requireMachine(FORGED.subject)],
+        ['allowSubjects', allowSubjects(FORGED.subject)],
+        ['requireClaims', requireClaims((m2m) => m2m.claims?.role === 'reader')],
+      ] as const;
+
+    it.each(guards())(
+      '%s: set after m2mAuth({ required: false }), no token → 401',
+      async (_, g) => {
+        const { app, seen } = mount([auth({ required: false }), replace, g]);
+        expectRefusal(await get(app), REFUSAL.missing);
+        expect(seen).toHaveLength(0);
+      },
+    );
+
+    it.each(guards())('%s: replaced after a verified token → 401', async (_, g) => {
+      const minted = await fx.mint();
+      const { app, seen } = mount([auth(), replace, g]);
+      expectRefusal(await get(app, minted.token), REFUSAL.missing);
+      expect(seen).toHaveLength(0);
+    });
+
+    it('a genuine auth copied onto another request is no auth either', async () => {
+      const minted = await fx.mint();
+      let kept: M2MRequestAuth | undefined;
+      const keep: Middleware = (req, _res, next) => {
+        if (req.m2m) kept = req.m2m;
+        else if (kept) req.m2m = kept;
+        next();
+      };
+      const { app, seen } = mount([auth({ required: false }), keep, allowSubjects(fx.caller.id)]);
+      expect((await get(app, minted.token)).status).toBe(200);
+      expectRefusal(await get(app), REFUSAL.missing);
+      expect(seen).toHaveLength(1);
+    });
+  });
+
   it('after m2mAuth({ required: false }) with no token → 401 in that realm', async () => {
     const { app, seen } = mount([
       auth({ required: false, realm: 'internal' }),

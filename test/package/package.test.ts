@@ -1,6 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/shared/version.js';
 
@@ -95,11 +105,97 @@ const auth = m2mAuth({ apiUrl: 'http://127.0.0.1:1', secretKey: 'sk_test_x' });
 const subject = (req: IncomingMessage): string | undefined => req.m2m?.subject;
 const seen: M2MRequestAuth | undefined = undefined;
 void auth; void subject; void seen; void startEmulator;
+// m2m-guard/koa is left out: @types/koa itself fails skipLibCheck: false (content-disposition).
+import type { FastifyRequest } from 'fastify';
+import { m2mAuth as fastifyAuth } from 'm2m-guard/fastify';
+import { type M2MEnv } from 'm2m-guard/hono';
+import { M2MAuthGuard } from 'm2m-guard/nestjs';
+import { withM2MAuth } from 'm2m-guard/web';
+const fromFastify = (request: FastifyRequest): string | undefined => request.m2m?.subject;
+const fromHono = (vars: M2MEnv['Variables']): string | undefined => vars.m2m?.subject;
+void fastifyAuth; void fromFastify; void fromHono; void M2MAuthGuard; void withM2MAuth;
 `,
     );
     const tsc = join(root, 'node_modules/.bin/tsc');
-    expect(() => run(tsc, ['-p', consumer])).not.toThrow();
+    try {
+      run(tsc, ['-p', consumer]);
+    } catch (err) {
+      throw new Error(String((err as { stdout?: string }).stdout ?? err));
+    }
   });
+
+  const ADAPTERS = ['fastify', 'hono', 'koa', 'nestjs', 'web'] as const;
+  /** What each adapter sub-path must export (the guards are the same three everywhere). */
+  const adapterExport = (name: (typeof ADAPTERS)[number]) =>
+    name === 'nestjs' ? 'M2MAuthGuard' : 'm2mAuth';
+
+  it('loads every framework sub-path with import and with require', () => {
+    const names = ADAPTERS.map((name) => `${name}:${adapterExport(name)},requireMachine`);
+    const imported = run('node', [
+      '--input-type=module',
+      '-e',
+      `const out = [];
+       for (const name of ${JSON.stringify(ADAPTERS)}) {
+         const m = await import('m2m-guard/' + name);
+         out.push(name + ':' + Object.keys(m).filter((k) => k === 'm2mAuth' || k === 'M2MAuthGuard' || k === 'requireMachine').sort((a, b) => a.localeCompare(b)).join());
+       }
+       console.log(out.join(' '));`,
+    ]);
+    expect(imported.trim()).toBe(names.join(' '));
+    const required = run('node', [
+      '--no-warnings',
+      '-e',
+      `console.log(${JSON.stringify(ADAPTERS)}.map((name) => {
+         const m = require('m2m-guard/' + name);
+         return name + ':' + [typeof m.m2mAuth === 'function' || typeof m.M2MAuthGuard === 'function', typeof m.requireMachine].join();
+       }).join(' '));`,
+    ]);
+    expect(required.trim()).toBe(ADAPTERS.map((name) => `${name}:true,function`).join(' '));
+  });
+
+  /** The framework packages each sub-path needs beside the package (peers of peers included). */
+  const FRAMEWORK: Record<(typeof ADAPTERS)[number], string[]> = {
+    fastify: ['fastify', 'fastify-plugin'],
+    hono: ['hono'],
+    koa: ['koa'],
+    nestjs: ['@nestjs/common', 'reflect-metadata', 'rxjs'],
+    web: [],
+  };
+
+  it.each(ADAPTERS)(
+    'm2m-guard/%s loads with only its framework installed beside the package',
+    (name) => {
+      // Outside the repository, so nothing resolves from its node_modules: the package and its
+      // dependencies and this one framework are linked in, nothing else.
+      const alone = mkdtempSync(join(tmpdir(), `m2m-guard-${name}-`));
+      try {
+        const modules = join(alone, 'node_modules');
+        cpSync(installed, join(modules, 'm2m-guard'), { recursive: true });
+        const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+        for (const dep of [...Object.keys(pkg.dependencies), ...FRAMEWORK[name]]) {
+          mkdirSync(dirname(join(modules, dep)), { recursive: true });
+          symlinkSync(join(root, 'node_modules', dep), join(modules, dep), 'dir');
+        }
+        // Hono and Koa are imported for their types only: fastify and nestjs load theirs.
+        const other = name === 'fastify' ? 'nestjs' : 'fastify';
+        const out = run(
+          'node',
+          [
+            '--input-type=module',
+            '-e',
+            `const m = await import('m2m-guard/${name}');
+             let other = 'loaded';
+             try { await import('m2m-guard/${other}'); } catch (err) { other = err.code; }
+             console.log([typeof m.requireMachine, other].join());`,
+          ],
+          alone,
+        );
+        expect(out.trim()).toBe('function,ERR_MODULE_NOT_FOUND');
+      } finally {
+        rmSync(alone, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('runs the m2m-guard bin', () => {
     const out = run('node', [join(installed, 'bin/m2m-guard.js'), '--version']);

@@ -14,6 +14,7 @@ const normalize = (text: string) =>
   text
     .replaceAll("'../src/index.js'", "'m2m-guard'")
     .replaceAll("'../../src/index.js'", "'m2m-guard'")
+    .replace(/'(?:\.\.\/)+src\/(\w+)\/index\.js'/g, "'m2m-guard/$1'")
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line !== '' && !line.startsWith('// In an app'))
