@@ -123,6 +123,7 @@ function medianRound(results: MeasuredScenario[]): MeasuredScenario {
     ...sorted[Math.floor((sorted.length - 1) / 2)]!,
     rounds: results.length,
     roundRates: results.map((r) => r.reqPerSec2xx),
+    roundCpu: results.map((r) => r.cpuUsPerReq),
   };
 }
 
@@ -331,6 +332,8 @@ async function runScenario(
       cpuUsPerReq: completed > 0 ? round(cpuMicros / completed, 1) : null,
       rounds: 1,
       roundRates: [round(result.reqPerSec2xx)],
+      roundCpu: [completed > 0 ? round(cpuMicros / completed, 1) : null],
+      bare: scenario.bare ?? (scenario.server === 'none' ? scenario.name : 'none'),
       touchSec,
       notes,
       failure,

@@ -8,6 +8,7 @@
 export const SERVER_KINDS = [
   'none',
   'm2m-guard',
+  'm2m-guard-otel',
   'm2m-guard-nocache',
   'm2m-guard-jwt',
   'm2m-guard-redis',
@@ -17,6 +18,8 @@ export const SERVER_KINDS = [
   'fastify-m2m-guard',
   'hono',
   'hono-m2m-guard',
+  'node-http',
+  'node-http-m2m-guard',
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 
@@ -42,6 +45,11 @@ export interface Scenario {
   cold?: boolean;
   /** Needs a Redis server at `REDIS_URL`; skipped (not failed) when it is not set. */
   needsRedis?: boolean;
+  /**
+   * The scenario this one is compared with: the same server without auth (its ratio of 2xx
+   * req/s and the server CPU it adds per request). Default `none` (bare Express 5).
+   */
+  bare?: string;
 }
 
 /** Clerk's production limit for the M2M endpoints: 1 000 requests per 10 s per instance. */
@@ -59,6 +67,14 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 1,
     rateLimit: false,
     description: 'm2mAuth(), 1 token, cache warm',
+  },
+  {
+    name: 'm2m-guard+otel',
+    server: 'm2m-guard-otel',
+    tokens: 1,
+    rateLimit: false,
+    bare: 'm2m-guard',
+    description: 'as m2m-guard, with an OpenTelemetry SDK (metrics and traces) registered first',
   },
   {
     name: 'm2m-guard-1000',
@@ -117,6 +133,7 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 0,
     rateLimit: false,
     description: 'Fastify 5, no auth (its ceiling)',
+    bare: 'fastify',
   },
   {
     name: 'fastify-m2m-guard',
@@ -124,6 +141,7 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 1,
     rateLimit: false,
     description: 'Fastify 5, m2m-guard/fastify plugin, 1 token, cache warm',
+    bare: 'fastify',
   },
   {
     name: 'hono',
@@ -131,6 +149,7 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 0,
     rateLimit: false,
     description: 'Hono 4 on @hono/node-server, no auth (its ceiling)',
+    bare: 'hono',
   },
   {
     name: 'hono-m2m-guard',
@@ -138,6 +157,23 @@ export const SCENARIOS: readonly Scenario[] = [
     tokens: 1,
     rateLimit: false,
     description: 'Hono 4 on @hono/node-server, m2m-guard/hono, 1 token, cache warm',
+    bare: 'hono',
+  },
+  {
+    name: 'node-http',
+    server: 'node-http',
+    tokens: 0,
+    rateLimit: false,
+    description: 'plain node:http, no auth (its ceiling)',
+    bare: 'node-http',
+  },
+  {
+    name: 'node-http-m2m-guard',
+    server: 'node-http-m2m-guard',
+    tokens: 1,
+    rateLimit: false,
+    bare: 'node-http',
+    description: 'plain node:http, m2mAuth() before the handler, 1 token, cache warm',
   },
   {
     name: 'two-instances-separate',

@@ -44,7 +44,7 @@ function bearer(req: Request): string | undefined {
 const BENCH_BUDGET = { perSecond: 100_000, burst: 100_000 };
 
 /**
- * Fastify and Hono apps, bare or with their m2m-guard adapter, as `node:http` listeners. The
+ * Fastify, Hono and plain `node:http` apps, bare or with m2m-guard, as `node:http` listeners. The
  * adapters are loaded only here, so the other scenarios' RSS does not carry them.
  */
 async function buildOtherFramework(kind: ServerKind): Promise<RequestListener | undefined> {
@@ -64,6 +64,17 @@ async function buildOtherFramework(kind: ServerKind): Promise<RequestListener | 
     app.get(ROUTE, async () => BODY);
     await app.ready();
     return app.routing;
+  }
+  if (kind === 'node-http' || kind === 'node-http-m2m-guard') {
+    const body = JSON.stringify(BODY);
+    const handler: RequestListener = (_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(body);
+    };
+    if (kind === 'node-http') return handler;
+    const { m2mAuth } = await import('../src/index.js');
+    const guard = m2mAuth(options());
+    return (req, res) => guard(req, res, () => handler(req, res));
   }
   if (kind === 'hono' || kind === 'hono-m2m-guard') {
     const { Hono } = await import('hono');
@@ -88,6 +99,25 @@ async function buildApp(kind: ServerKind): Promise<Express | RequestListener> {
   switch (kind) {
     case 'none':
       break;
+    case 'm2m-guard-otel': {
+      // As an application does it: the SDK first, then the middleware.
+      const { metrics, trace } = await import('@opentelemetry/api');
+      const {
+        MeterProvider,
+        PeriodicExportingMetricReader,
+        InMemoryMetricExporter,
+        AggregationTemporality,
+      } = await import('@opentelemetry/sdk-metrics');
+      const { BasicTracerProvider } = await import('@opentelemetry/sdk-trace-base');
+      const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+      const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1000 });
+      metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+      trace.setGlobalTracerProvider(new BasicTracerProvider());
+      const { m2mAuth } = await import('../src/index.js');
+      const machineSecretKey = env('BENCH_MACHINE_SECRET_KEY');
+      guard = m2mAuth({ apiUrl, machineSecretKey, upstreamBudget: BENCH_BUDGET });
+      break;
+    }
     case 'm2m-guard':
     case 'm2m-guard-nocache': {
       // Loaded only here, so the other scenarios' RSS does not carry the library.
@@ -144,6 +174,8 @@ async function buildApp(kind: ServerKind): Promise<Express | RequestListener> {
     case 'fastify-m2m-guard':
     case 'hono':
     case 'hono-m2m-guard':
+    case 'node-http':
+    case 'node-http-m2m-guard':
       throw new Error(`bench/server.ts: ${kind} is built by buildOtherFramework()`);
     case 'clerk-backend': {
       const { createClerkClient } = await import('@clerk/backend');

@@ -26,6 +26,10 @@ export interface ScenarioResult extends LoadResult {
   rounds: number;
   /** 2xx req/s of every round, in round order, for ratios paired round by round. */
   roundRates: number[];
+  /** Server CPU µs per request of every round, in round order (`null` where none completed). */
+  roundCpu: (number | null)[];
+  /** The scenario this one is compared with (its own server without auth). */
+  bare: string;
   /** Seconds the warming requests (one per token) took, before the warm-up; `null` when cold. */
   touchSec: number | null;
   /** Lines worth reading beside the figures (shown in the table's last column). */
@@ -36,9 +40,16 @@ export interface ScenarioResult extends LoadResult {
   ratioToNone: number | null;
   /** 2xx req/s over scenario `clerk-express`'s; `null` when it was not run. */
   ratioToClerkExpress: number | null;
+  /** 2xx req/s over its bare scenario's (paired per round); `null` for a bare one. */
+  ratioToBare: number | null;
+  /** Server CPU µs per request added over its bare scenario (median of rounds); `null` likewise. */
+  cpuAddedUs: number | null;
 }
 
-export type MeasuredScenario = Omit<ScenarioResult, 'ratioToNone' | 'ratioToClerkExpress'>;
+export type MeasuredScenario = Omit<
+  ScenarioResult,
+  'ratioToNone' | 'ratioToClerkExpress' | 'ratioToBare' | 'cpuAddedUs'
+>;
 
 /**
  * The ratio of 2xx req/s to a reference scenario's: with several rounds, the median of the
@@ -55,20 +66,40 @@ function ratio(s: MeasuredScenario, reference: MeasuredScenario | undefined): nu
   return round(paired[Math.floor((paired.length - 1) / 2)]!, 3);
 }
 
+const median = (values: number[]): number | null => {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  return sorted.length === 0 ? null : sorted[Math.floor((sorted.length - 1) / 2)]!;
+};
+
+/** Server CPU µs per request over the reference's, paired round by round, the median. */
+export function cpuAdded(s: MeasuredScenario, reference: MeasuredScenario | undefined) {
+  if (!reference) return null;
+  const added = median(
+    s.roundCpu.map((cpu, i) => (cpu ?? Number.NaN) - (reference.roundCpu[i] ?? Number.NaN)),
+  );
+  return added === null ? null : round(added, 1);
+}
+
 export function round(value: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
 
-/** Adds the ratios to scenarios `none` and `clerk-express`. */
+/** Adds the ratios to scenarios `none` and `clerk-express`, and to each one's bare scenario. */
 export function withRatios(measured: readonly MeasuredScenario[]): ScenarioResult[] {
-  const none = measured.find((s) => s.name === 'none');
-  const clerk = measured.find((s) => s.name === 'clerk-express');
-  return measured.map((s) => ({
-    ...s,
-    ratioToNone: ratio(s, none),
-    ratioToClerkExpress: ratio(s, clerk),
-  }));
+  const byName = (name: string) => measured.find((s) => s.name === name);
+  const none = byName('none');
+  const clerk = byName('clerk-express');
+  return measured.map((s) => {
+    const bare = s.bare === s.name ? undefined : byName(s.bare);
+    return {
+      ...s,
+      ratioToNone: ratio(s, none),
+      ratioToClerkExpress: ratio(s, clerk),
+      ratioToBare: ratio(s, bare),
+      cpuAddedUs: cpuAdded(s, bare),
+    };
+  });
 }
 
 const COLUMNS: [string, (s: ScenarioResult) => string][] = [
@@ -83,6 +114,8 @@ const COLUMNS: [string, (s: ScenarioResult) => string][] = [
   ['server CPU µs/req', (s) => (s.cpuUsPerReq === null ? '–' : fmt(s.cpuUsPerReq, 0))],
   ['peak RSS MiB', (s) => fmt(s.peakRssMiB, 1)],
   ['× none', (s) => (s.ratioToNone === null ? '–' : fmt(s.ratioToNone, 2))],
+  ['vs bare', (s) => (s.ratioToBare === null ? '–' : `${fmt(s.ratioToBare, 2)} × ${s.bare}`)],
+  ['+CPU µs vs bare', (s) => (s.cpuAddedUs === null ? '–' : fmt(s.cpuAddedUs, 1))],
   [
     '× clerk-express',
     (s) => (s.ratioToClerkExpress === null ? '–' : fmt(s.ratioToClerkExpress, 2)),
