@@ -41,6 +41,7 @@ export function createStats() {
     staleServed: 0,
     sharedHits: 0,
     invalidationsReceived: 0,
+    sharedRejected: 0,
   };
   return {
     cache(event: CacheEvent) {
@@ -59,6 +60,9 @@ export function createStats() {
     invalidationReceived() {
       counts.invalidationsReceived++;
       if (cacheChannel.hasSubscribers) cacheChannel.publish({ event: 'invalidation-received' });
+    },
+    sharedRejected() {
+      counts.sharedRejected++;
     },
     breaker(state: string) {
       if (breakerChannel.hasSubscribers) breakerChannel.publish({ state });

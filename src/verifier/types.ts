@@ -117,6 +117,11 @@ export interface VerifierStats {
   sharedHits: number;
   /** Invalidations and revocations received from other instances through the shared store. */
   invalidationsReceived: number;
+  /**
+   * Values and messages from the shared store that failed their integrity check (MAC) or were
+   * replayed, each ignored as if absent.
+   */
+  sharedRejected: number;
   /** Entries in the cache now. */
   size: number;
 }

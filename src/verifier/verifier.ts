@@ -36,8 +36,15 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const identity = `${client.apiUrl}|${client.verifyIdentity}`;
   // With a shared store, every instance that verifies with the same key must hash tokens alike,
   // so the HMAC key is derived from that secret key rather than drawn at random.
+  // Every value and message in it is signed with a key derived from that secret too.
   const shared = config.store
-    ? createSharedLevel(config.store, `v1:${client.verifyIdentity}`, log)
+    ? createSharedLevel(config.store, {
+        namespace: `v2:${client.verifyIdentity}`,
+        macKey: client.deriveKey('shared-mac'),
+        log,
+        now,
+        onRejected: () => stats.sharedRejected(),
+      })
     : undefined;
   const keyOf = createCacheKeyer(identity, shared ? client.deriveKey('cache-key') : undefined);
   const breaker = createBreaker(
@@ -95,8 +102,8 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     // Keep the answer as a definite "revoked", so the next request is refused with the right
     // reason and without asking Clerk.
     const key = keyById.get(id);
-    const entry = key === undefined ? undefined : cache?.get(key, { allowStale: true });
-    const subject = entry?.kind === 'valid' ? entry.value.subject : undefined;
+    const previous = key === undefined ? undefined : cache?.get(key, { allowStale: true });
+    const subject = previous?.kind === 'valid' ? previous.value.subject : undefined;
     const revoked = (at: number): Entry => ({
       kind: 'invalid',
       reason: 'revoked',
@@ -110,18 +117,10 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     }
     if (shared) {
       // Overwrite the shared answer before telling the others, so none can re-read it as good.
-      track(
-        (async () => {
-          const sharedKey = key ?? (await shared.keyOfId(id));
-          if (sharedKey !== undefined) {
-            const at = now();
-            const entry = revoked(at);
-            await shared.set(sharedKey, entry, entry.freshUntil - at);
-          }
-          await shared.delete(undefined, id);
-          await shared.publish({ kind: 'revoke', id, key: sharedKey });
-        })(),
-      );
+      const at = now();
+      const entry = revoked(at);
+      const expiresAt = previous?.kind === 'valid' ? previous.value.expiration : null;
+      track(shared.revoke(id, key, entry, entry.freshUntil - at, expiresAt ?? undefined));
     }
     log.debug({ tokenId: id }, 'token revoked through this client');
   });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 import { createCacheKeyer } from '../../src/verifier/cache-key.js';
-import type { SharedCacheStore } from '../../src/verifier/index.js';
+import { memoryStore } from '../helpers/memory-store.js';
 import { useHarness } from '../helpers/verifier-helpers.js';
 
 const TOKEN = `mt_${'T0k3n'.repeat(8)}`;
@@ -55,34 +55,6 @@ describe('createCacheKeyer', () => {
     );
   });
 });
-
-/** A SharedCacheStore in memory, with absolute TTLs on the given clock. */
-function memoryStore(now: () => number) {
-  const data = new Map<string, { value: string; until: number }>();
-  const listeners = new Set<(message: string) => void>();
-  const store: SharedCacheStore = {
-    name: 'memory',
-    async get(key) {
-      const found = data.get(key);
-      if (!found || now() >= found.until) return undefined;
-      return found.value;
-    },
-    async set(entries, ttlMs) {
-      for (const [key, value] of entries) data.set(key, { value, until: now() + ttlMs });
-    },
-    async delete(key) {
-      data.delete(key);
-    },
-    async publish(message) {
-      for (const listener of listeners) listener(message);
-    },
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-  };
-  return { store, data };
-}
 
 describe('verifier identity against the emulator', () => {
   const h = useHarness();
