@@ -40,6 +40,8 @@ export interface SharedLevelOptions {
  * a Clerk call per replay. Within the window a replay is caught by its MAC having been seen.
  */
 export const MESSAGE_MAX_AGE_MS = 60_000;
+/** A store outage is over once commands have succeeded without a failure for this long. */
+export const OUTAGE_QUIET_MS = 5_000;
 /** Rejections are logged at most once per this long. */
 const REJECTION_LOG_INTERVAL_MS = 60_000;
 /** Messages remembered for the replay check, at most. */
@@ -105,15 +107,22 @@ export function createSharedLevel(store: SharedCacheStore, options: SharedLevelO
     rejectedSinceLog = 0;
   }
 
+  let lastFailure = Number.NEGATIVE_INFINITY;
+  /**
+   * Store failures are swallowed and logged once per outage. An outage ends after a success
+   * with no failure for {@link OUTAGE_QUIET_MS}: with one node of a cluster down, commands to
+   * the others succeed in between, which is not the end of it.
+   */
   async function guarded<T>(op: () => Promise<T>): Promise<T | undefined> {
     try {
       const result = await op();
-      if (down) {
+      if (down && now() - lastFailure >= OUTAGE_QUIET_MS) {
         down = false;
         log.info({ store: store.name }, 'shared cache store is back');
       }
       return result;
     } catch (err) {
+      lastFailure = now();
       if (!down) {
         down = true;
         log.warn(
