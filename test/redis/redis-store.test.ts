@@ -39,6 +39,20 @@ describe('createRedisStore options (no Redis needed)', () => {
     );
   });
 
+  it('requires exactly one of `url`, `cluster` and `client`, and `cluster` to be Redis URLs', () => {
+    const url = 'redis://127.0.0.1:1';
+    const client = { duplicate: () => client, get: () => {}, set: () => {} } as unknown as Redis;
+    expect(configErrorOf(() => createRedisStore({ url, cluster: [url] }))).toBe('url');
+    expect(configErrorOf(() => createRedisStore({ cluster: [url], client }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: [] }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: url as never }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: ['http://127.0.0.1:1'] }))).toBe(
+      'cluster',
+    );
+    expect(configErrorOf(() => createRedisStore({ cluster: [url, 5 as never] }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: ['127.0.0.1:7000'] }))).toBe('cluster');
+  });
+
   it('names every other bad option', () => {
     const url = 'redis://127.0.0.1:1';
     expect(configErrorOf(() => createRedisStore({ url, keyPrefix: '' }))).toBe('keyPrefix');

@@ -1,0 +1,156 @@
+/**
+ * `createRedisStore()` on the Redis Cluster of `REDIS_CLUSTER_URLS`: keys spread over the
+ * nodes (no hash tag, one key per command, so no CROSSSLOT), invalidations by sharded pub/sub,
+ * an ioredis `Cluster` you own accepted and left open, and verifiers sharing answers through it
+ * without a single store failure.
+ */
+import { Cluster } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import { createM2MClient, createTokenVerifier, type M2MToken } from '../../src/index.js';
+import { createRedisStore, type RedisStore } from '../../src/redis/index.js';
+import { clusterSkipped, REDIS_CLUSTER_URLS } from './redis-env.js';
+import {
+  Closer,
+  captureLogger,
+  randomPrefix,
+  STORE_FAILED,
+  sleep,
+  verdict,
+  waitFor,
+} from './support.js';
+
+const nodesOf = (urls: string[]) =>
+  urls.map((url) => ({ host: '127.0.0.1', port: Number(new URL(url).port) }));
+
+describe.skipIf(clusterSkipped())('createRedisStore on a Redis Cluster', () => {
+  const urls = REDIS_CLUSTER_URLS!;
+  const closer = new Closer();
+  let inspector: Cluster;
+
+  beforeAll(async () => {
+    inspector = new Cluster(nodesOf(urls));
+    inspector.on('error', () => {});
+  });
+  afterEach(() => closer.closeAll());
+  afterAll(() => {
+    inspector?.disconnect();
+  });
+
+  async function store(keyPrefix = randomPrefix()): Promise<RedisStore> {
+    const made = closer.add(createRedisStore({ cluster: urls, keyPrefix }));
+    await made.ready();
+    return made;
+  }
+
+  it('spreads keys over every node, one key per command, with absolute TTLs', async () => {
+    const keyPrefix = randomPrefix();
+    const s = await store(keyPrefix);
+    expect(s.name).toBe('redis-cluster');
+    for (let i = 0; i < 60; i++) await s.set(`t:${i}`, `v${i}`, 5000);
+    expect(await s.get('t:7')).toBe('v7');
+    const perNode = await Promise.all(
+      inspector.nodes('master').map(async (node) => {
+        const [, keys] = await node.scan('0', 'MATCH', `${keyPrefix}*`, 'COUNT', 1000);
+        return keys.length;
+      }),
+    );
+    expect(perNode).toHaveLength(3);
+    expect(perNode.every((count) => count > 0)).toBe(true);
+    const pttl = await inspector.pttl(`${keyPrefix}t:7`);
+    expect(pttl).toBeGreaterThan(4000);
+    expect(pttl).toBeLessThanOrEqual(5000);
+    await s.delete('t:7');
+    expect(await s.get('t:7')).toBeUndefined();
+  });
+
+  it('broadcasts by sharded pub/sub to every store of the prefix, itself included', async () => {
+    const keyPrefix = randomPrefix();
+    const a = await store(keyPrefix);
+    const b = await store(keyPrefix);
+    const got = { a: [] as string[], b: [] as string[] };
+    a.subscribe((m) => got.a.push(m));
+    b.subscribe((m) => got.b.push(m));
+    // Counted where the subscriptions are: on the node that owns the channel's slot.
+    let count = 0;
+    for (const node of inspector.nodes('master')) {
+      const reply = (await node.call('PUBSUB', 'SHARDNUMSUB', a.channel)) as [string, number];
+      count += Number(reply[1]);
+    }
+    expect(count).toBe(2);
+    await a.publish('one');
+    await waitFor(() => got.a.length === 1 && got.b.length === 1, 1000, 'the message');
+    // Classic PUBLISH does not reach a sharded subscription: the store uses SPUBLISH.
+    await inspector.publish(a.channel, 'classic');
+    await sleep(50);
+    expect(got).toStrictEqual({ a: ['one'], b: ['one'] });
+  });
+
+  it('uses a Cluster you own, and leaves it open at close', async () => {
+    const own = new Cluster(nodesOf(urls), { enableOfflineQueue: false });
+    own.on('error', () => {});
+    closer.add({ close: () => own.disconnect() });
+    await new Promise<void>((resolve) => own.once('ready', () => resolve()));
+    const keyPrefix = randomPrefix();
+    const s = closer.add(createRedisStore({ client: own, keyPrefix }));
+    await s.ready();
+    expect(s.name).toBe('redis-cluster');
+    await s.set('k', 'v', 1000);
+    expect(await own.get(`${keyPrefix}k`)).toBe('v');
+    const got: string[] = [];
+    s.subscribe((m) => got.push(m));
+    await own.spublish(s.channel, 'hello');
+    await waitFor(() => got.length === 1, 1000, 'the message');
+    await s.close();
+    expect(await own.get(`${keyPrefix}k`)).toBe('v');
+  });
+
+  it('lets verifiers share answers with no store failure (the answer and its link apart)', async () => {
+    const emulator: Emulator = await startEmulator();
+    closer.add(emulator);
+    const keyPrefix = randomPrefix();
+    const minter = closer.add(
+      createM2MClient({
+        apiUrl: emulator.url,
+        machineSecretKey: emulator.machines.caller!.secretKey,
+        retry: false,
+      }),
+    );
+    const log = captureLogger();
+    const verifiers = [];
+    for (let i = 0; i < 2; i++) {
+      const s = await store(keyPrefix);
+      verifiers.push(
+        closer.add(
+          createTokenVerifier({
+            apiUrl: emulator.url,
+            secretKey: emulator.instanceSecretKey,
+            store: s,
+            logger: log.logger,
+          }),
+        ),
+      );
+    }
+    const tokens = [];
+    for (let i = 0; i < 10; i++)
+      tokens.push((await minter.createToken()) as M2MToken & { token: string });
+    for (const t of tokens) expect(await verdict(verifiers[0]!, t.token)).toBe('valid');
+    await waitFor(
+      async () => {
+        let found = 0;
+        for (const node of inspector.nodes('master')) {
+          const [, keys] = await node.scan('0', 'MATCH', `${keyPrefix}*:t:*`, 'COUNT', 1000);
+          found += keys.length;
+        }
+        return found === tokens.length;
+      },
+      2000,
+      'every answer shared',
+      5,
+    );
+    for (const t of tokens) expect(await verdict(verifiers[1]!, t.token)).toBe('valid');
+    expect(verifiers[1]!.stats()).toMatchObject({ sharedHits: 10, upstreamCalls: 0 });
+    expect(emulator.calls.verify).toBe(10);
+    expect(log.count(STORE_FAILED)).toBe(0);
+  });
+});
