@@ -49,8 +49,8 @@ function memoryDeployment(): StoreDeployment {
     if (down) throw new Error('memory store is down');
   };
   const of = (keyPrefix: string) => {
-    let found = byPrefix.get(keyPrefix);
-    if (!found) byPrefix.set(keyPrefix, (found = memoryStore()));
+    const found = byPrefix.get(keyPrefix) ?? memoryStore();
+    byPrefix.set(keyPrefix, found);
     return found;
   };
   return {
@@ -58,11 +58,26 @@ function memoryDeployment(): StoreDeployment {
       const { store } = of(keyPrefix);
       return {
         name: store.name,
-        get: async (key) => (check(), store.get(key)),
-        set: async (key, value, ttlMs) => (check(), store.set(key, value, ttlMs)),
-        delete: async (key) => (check(), store.delete(key)),
-        publish: async (message) => (check(), store.publish(message)),
-        subscribe: (listener) => store.subscribe((message) => !down && listener(message)),
+        async get(key) {
+          check();
+          return store.get(key);
+        },
+        async set(key, value, ttlMs) {
+          check();
+          await store.set(key, value, ttlMs);
+        },
+        async delete(key) {
+          check();
+          await store.delete(key);
+        },
+        async publish(message) {
+          check();
+          await store.publish(message);
+        },
+        subscribe: (listener) =>
+          store.subscribe((message) => {
+            if (!down) listener(message);
+          }),
       };
     },
     async dump(keyPrefix) {
