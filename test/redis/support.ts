@@ -3,7 +3,7 @@
  * one service replica builds them), captured pino logs, polling, and raw Redis inspection.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { expect } from 'vitest';
 import {
@@ -199,7 +199,7 @@ export async function subscribers(redis: Redis, channel: string): Promise<number
 
 /** The key of the entry of a valid token, found through its id link. */
 export async function entryKeyOf(
-  redis: Redis,
+  redis: Redis | Cluster,
   keyPrefix: string,
   client: Pick<M2MClient, 'verifyIdentity'>,
   tokenId: string,
@@ -219,7 +219,7 @@ export function unsealed(text: string): string {
  * written in the background after the verification that fetched it returned.
  */
 export async function waitForShared(
-  redis: Redis,
+  redis: Redis | Cluster,
   keyPrefix: string,
   client: Pick<M2MClient, 'verifyIdentity'>,
   tokenId: string,
