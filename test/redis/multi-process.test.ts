@@ -2,7 +2,7 @@
  * Replicas in separate processes (`fixtures/instance.ts` under tsx), sharing the Redis of
  * `REDIS_URL`: an answer fetched by one serves the others, a revocation through one is refused
  * by the others within a measured lag, and a replica started after the revocation refuses the
- * token without asking Clerk.
+ * token without asking Clerk. Then three replicas on the Redis Cluster of `REDIS_CLUSTER_URLS`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
