@@ -57,6 +57,7 @@ describe('README', () => {
       'refreshBeforeMs',
       'commandTimeoutMs',
       'keyPrefix',
+      'cluster',
     ]) {
       expect(readme, `option ${option}`).toContain(`\`${option}`);
     }
