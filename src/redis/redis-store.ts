@@ -109,6 +109,13 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     ? (commands as Cluster).duplicate([], {
         enableOfflineQueue: true,
         clusterRetryStrategy: retryStrategy,
+        // Not the commands' deadline: a subscriber node connection that times out its start
+        // under load would leave the channel's slot without a subscriber.
+        redisOptions: {
+          ...(commands as Cluster).options.redisOptions,
+          commandTimeout: undefined,
+          maxRetriesPerRequest: null,
+        },
         // Sharded pub/sub: a message goes to the one shard that owns the channel's slot,
         // not over the cluster bus to every node (ioredis keeps one subscriber per master
         // and moves the subscription when the slot moves or fails over).
@@ -158,10 +165,25 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     if (from === channel) for (const listener of listeners) listener(message);
   };
   subscriber.on(isCluster ? 'smessage' : 'message', onMessage);
-  const subscribed = (
-    isCluster ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel)
-  ).then(() => undefined);
-  subscribed.catch(() => {});
+  let retryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Subscribes, retrying until it succeeds: on a cluster, an SSUBSCRIBE sent as the cluster
+   * becomes ready can be refused ("No sharded subscriber for slot") while ioredis is still
+   * starting its per-node subscribers, and would otherwise leave the store deaf for good.
+   */
+  const subscribed = new Promise<void>((resolve) => {
+    const attempt = (failures: number) => {
+      if (closed) return;
+      (isCluster ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel)).then(
+        () => resolve(),
+        () => {
+          retryTimer = setTimeout(() => attempt(failures + 1), retryStrategy(failures));
+          retryTimer.unref();
+        },
+      );
+    };
+    attempt(0);
+  });
 
   /**
    * Every command fails fast: at once while the connection is not ready (also for a client
@@ -235,6 +257,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     async close() {
       if (closed) return;
       closed = true;
+      clearTimeout(retryTimer);
       listeners.clear();
       for (const off of detach) off();
       subscriber.disconnect();

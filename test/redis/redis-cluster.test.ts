@@ -86,6 +86,17 @@ describe.skipIf(clusterSkipped())('createRedisStore on a Redis Cluster', () => {
     expect(got).toStrictEqual({ a: ['one'], b: ['one'] });
   });
 
+  it('ends up subscribed however its first SSUBSCRIBE fares as the cluster comes up', async () => {
+    // ioredis may refuse an SSUBSCRIBE sent as the cluster becomes ready ("No sharded
+    // subscriber for slot") while its per-node subscribers start: the store retries.
+    const keyPrefix = randomPrefix();
+    const stores = await Promise.all(Array.from({ length: 8 }, () => store(keyPrefix)));
+    const got = stores.map(() => [] as string[]);
+    stores.forEach((s, i) => s.subscribe((m) => got[i]!.push(m)));
+    await stores[0]!.publish('all');
+    await waitFor(() => got.every((g) => g.length === 1), 2000, 'every store to get it');
+  });
+
   it('uses a Cluster you own, and leaves it open at close', async () => {
     const own = new Cluster(nodesOf(urls), { enableOfflineQueue: false });
     own.on('error', () => {});
