@@ -92,7 +92,7 @@ describe.skipIf(clusterSkipped())('createRedisStore on a Redis Cluster', () => {
     const keyPrefix = randomPrefix();
     const stores = await Promise.all(Array.from({ length: 8 }, () => store(keyPrefix)));
     const got = stores.map(() => [] as string[]);
-    stores.forEach((s, i) => s.subscribe((m) => got[i]!.push(m)));
+    for (const [i, s] of stores.entries()) s.subscribe((m) => got[i]!.push(m));
     await stores[0]!.publish('all');
     await waitFor(() => got.every((g) => g.length === 1), 2000, 'every store to get it');
   });
