@@ -1,8 +1,8 @@
 /**
  * `createRedisStore()` on the Redis Cluster of `REDIS_CLUSTER_URLS`: keys spread over the
  * nodes (no hash tag, one key per command, so no CROSSSLOT), invalidations by sharded pub/sub,
- * an ioredis `Cluster` you own accepted and left open, and verifiers sharing answers through it
- * without a single store failure.
+ * an ioredis `Cluster` you own accepted and left open, verifiers sharing answers through it
+ * without a single store failure, also after the answer's slot moved to another node.
  */
 import { Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,14 +10,17 @@ import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import { createM2MClient, createTokenVerifier, type M2MToken } from '../../src/index.js';
 import { createRedisStore, type RedisStore } from '../../src/redis/index.js';
 import { clusterSkipped, REDIS_CLUSTER_URLS } from './redis-env.js';
+import { startRedisCluster } from './redis-server.js';
 import {
   Closer,
   captureLogger,
+  entryKeyOf,
   randomPrefix,
   STORE_FAILED,
   sleep,
   verdict,
   waitFor,
+  waitForShared,
 } from './support.js';
 
 const nodesOf = (urls: string[]) =>
@@ -164,4 +167,66 @@ describe.skipIf(clusterSkipped())('createRedisStore on a Redis Cluster', () => {
     expect(emulator.calls.verify).toBe(10);
     expect(log.count(STORE_FAILED)).toBe(0);
   });
+
+  it('follows a slot that moved (MOVED) without a failure, on a cluster of its own', async () => {
+    const cluster = closer.add(await startRedisCluster(3));
+    const emulator: Emulator = closer.add(await startEmulator());
+    const keyPrefix = randomPrefix();
+    const log = captureLogger();
+    const replica = async () => {
+      const s = closer.add(createRedisStore({ cluster: cluster.urls, keyPrefix }));
+      await s.ready();
+      const client = closer.add(
+        createM2MClient({ apiUrl: emulator.url, secretKey: emulator.instanceSecretKey }),
+      );
+      return {
+        client,
+        verifier: closer.add(createTokenVerifier({ client, store: s, logger: log.logger })),
+      };
+    };
+    const a = await replica();
+    const b = await replica();
+    const minter = closer.add(
+      createM2MClient({
+        apiUrl: emulator.url,
+        machineSecretKey: emulator.machines.caller!.secretKey,
+      }),
+    );
+    const raw = new Cluster(nodesOf(cluster.urls));
+    raw.on('error', () => {});
+    closer.add({ close: () => raw.disconnect() });
+    const t = (await minter.createToken()) as M2MToken & { token: string };
+    expect(await verdict(a.verifier, t.token)).toBe('valid');
+    await waitForShared(raw, keyPrefix, a.client, t.id);
+    const key = (await entryKeyOf(raw, keyPrefix, a.client, t.id))!;
+
+    // Move the answer's slot to another node, key and all, as a resharding does.
+    const slot = Number(await raw.call('CLUSTER', 'KEYSLOT', key));
+    const ids = new Map<number, string>();
+    for (const node of cluster.nodes) {
+      const conn = raw.nodes('master').find((n) => n.options.port === node.port)!;
+      ids.set(node.port, String(await conn.call('CLUSTER', 'MYID')));
+    }
+    const slots = (await raw.nodes('master')[0]!.call('CLUSTER', 'SLOTS')) as [
+      number,
+      number,
+      [string, number],
+    ][];
+    const from = slots.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
+    const to = cluster.nodes.find((node) => node.port !== from)!.port;
+    const on = (port: number) => raw.nodes('master').find((n) => n.options.port === port)!;
+    await on(to).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids.get(from)!);
+    await on(from).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids.get(to)!);
+    await on(from).call('MIGRATE', '127.0.0.1', to, '', 0, 5000, 'KEYS', key);
+    for (const node of cluster.nodes) {
+      await on(node.port).call('CLUSTER', 'SETSLOT', slot, 'NODE', ids.get(to)!);
+    }
+    expect(await on(to).call('EXISTS', key)).toBe(1);
+
+    // B has never seen the token: it reads the answer where it now lives.
+    expect(await verdict(b.verifier, t.token)).toBe('valid');
+    expect(b.verifier.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 0 });
+    expect(emulator.calls.verify).toBe(1);
+    expect(log.count(STORE_FAILED)).toBe(0);
+  }, 30_000);
 });
