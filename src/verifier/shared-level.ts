@@ -175,23 +175,23 @@ export function createSharedLevel(store: SharedCacheStore, options: SharedLevelO
     },
 
     /**
-     * Shares an answer. A good answer is written as three single-key commands, in this order:
+     * Shares an answer. A good answer takes three single-key commands (no transaction, which
+     * on a cluster would span slots):
      *
-     * 1. its token-id link, so that once the answer is visible a revocation by id finds it
-     *    (when this write fails, nothing else is written: no answer without its link);
-     * 2. the answer;
-     * 3. a read of the token id's revocation marker: if a revocation began meanwhile, it may
-     *    have read the link before step 1 or overwritten the answer before step 2, so the
-     *    answer is overwritten here with the revoker's "revoked" entry.
+     * 1. its token-id link and the answer itself, sent together (one round trip, so another
+     *    instance finds the answer as soon as it could before);
+     * 2. then a read of the token id's revocation marker: if a revocation began meanwhile, it may
+     *    have read the link before it landed or overwritten the answer before the good one
+     *    landed, so the answer is overwritten here with the revoker's "revoked" entry.
      *
-     * The revoker ({@link revoke}) writes the marker before it reads the link, so whichever way
-     * the two interleave, one of them writes "revoked" after the good answer: either the
-     * revoker's link read comes after step 1 (it then overwrites the answer; if step 2 lands
-     * after that, step 3 sees the marker), or it comes before, and then step 3 comes after the
-     * marker. A good answer can never resurrect a revoked one. When the second or third step
-     * fails, the store is down: a link without an answer is harmless, and an answer left
-     * behind by a failed step 3 is also overwritten by the revoker when its link read came
-     * after step 1.
+     * The revoker ({@link revoke}) writes the marker before it reads the link, so however the
+     * two interleave, one of them writes "revoked" after the good answer: either the revoker's
+     * link read comes after the link landed (it then overwrites the answer; if the good answer
+     * lands after that, step 2 comes later still and sees the marker), or it comes before, and
+     * then step 2, later still, sees the marker. A good answer never resurrects a revoked one.
+     * When the link cannot be written, the answer is deleted again: no answer stays without the
+     * link a revocation by id needs to find it. When the answer or step 2 fails, the store is
+     * failing: a link without an answer is harmless.
      */
     async set(key: string, entry: Entry, ttlMs: number): Promise<void> {
       if (ttlMs < 1) return;
@@ -202,8 +202,15 @@ export function createSharedLevel(store: SharedCacheStore, options: SharedLevelO
       }
       const id = entry.value.id;
       await guarded(async () => {
-        await write(idKey(id), key, ttlMs);
-        await write(storeKey, JSON.stringify(entry), ttlMs);
+        const [link, answer] = await Promise.allSettled([
+          write(idKey(id), key, ttlMs),
+          write(storeKey, JSON.stringify(entry), ttlMs),
+        ]);
+        if (link.status === 'rejected') {
+          await store.delete(storeKey).catch(() => {});
+          throw link.reason;
+        }
+        if (answer.status === 'rejected') throw answer.reason;
         const marker = await readEntry(revokedKey(id));
         if (marker?.kind === 'invalid') {
           const left = marker.freshUntil - now();

@@ -215,7 +215,7 @@ export function unsealed(text: string): string {
 }
 
 /**
- * Waits until the good answer of `tokenId` is in Redis: its id link and then its entry are
+ * Waits until the good answer of `tokenId` is in Redis: its id link and its entry are
  * written in the background after the verification that fetched it returned.
  */
 export async function waitForShared(
@@ -224,7 +224,7 @@ export async function waitForShared(
   client: Pick<M2MClient, 'verifyIdentity'>,
   tokenId: string,
 ): Promise<void> {
-  // The link is written first, then the answer: wait for both.
+  // The link and the answer are two writes: wait for both.
   await waitFor(
     async () => {
       const key = await entryKeyOf(redis, keyPrefix, client, tokenId);

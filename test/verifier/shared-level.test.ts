@@ -90,7 +90,7 @@ describe('shared level write order (no multi-key atomicity)', () => {
     expect(await writer.get(KEY)).toMatchObject({ kind: 'invalid', reason: 'revoked' });
   });
 
-  it('a revocation between the link and the answer: the writer puts "revoked" back', async () => {
+  it('a revocation while the answer is being written: the writer puts "revoked" back', async () => {
     const gs = gatedStore();
     const mac = randomBytes(32);
     const writer = level(gs.store, mac).shared;
