@@ -229,4 +229,74 @@ describe.skipIf(clusterSkipped())('createRedisStore on a Redis Cluster', () => {
     expect(emulator.calls.verify).toBe(1);
     expect(log.count(STORE_FAILED)).toBe(0);
   }, 30_000);
+
+  it('carries on through a failover: requests answered, then sharing and broadcast resume', async () => {
+    const cluster = closer.add(await startRedisCluster(3, { replicas: 1, nodeTimeoutMs: 1000 }));
+    const emulator: Emulator = closer.add(await startEmulator());
+    const keyPrefix = randomPrefix();
+    const logs = [captureLogger(), captureLogger()];
+    const replicas = [];
+    for (const log of logs) {
+      const s = closer.add(createRedisStore({ cluster: cluster.urls, keyPrefix }));
+      await s.ready();
+      const client = closer.add(
+        createM2MClient({ apiUrl: emulator.url, secretKey: emulator.instanceSecretKey }),
+      );
+      replicas.push({
+        store: s,
+        client,
+        verifier: closer.add(createTokenVerifier({ client, store: s, logger: log.logger })),
+      });
+    }
+    const [a, b] = replicas as [(typeof replicas)[0], (typeof replicas)[0]];
+    const minter = closer.add(
+      createM2MClient({
+        apiUrl: emulator.url,
+        machineSecretKey: emulator.machines.caller!.secretKey,
+      }),
+    );
+    const mint = async () => (await minter.createToken()) as M2MToken & { token: string };
+
+    // The master that owns the invalidation channel's slot dies.
+    const probe = new Cluster(nodesOf(cluster.urls));
+    probe.on('error', () => {});
+    closer.add({ close: () => probe.disconnect() });
+    const slot = Number(await probe.call('CLUSTER', 'KEYSLOT', a.store.channel));
+    const slots = (await probe.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+    const port = slots.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
+    probe.disconnect();
+    await cluster.nodes.find((node) => node.port === port)!.stop();
+
+    // Meanwhile every request is answered (by Clerk where the store cannot).
+    for (let i = 0; i < 5; i++) {
+      const t = await mint();
+      expect(await verdict(a.verifier, t.token)).toBe('valid');
+      expect(await verdict(b.verifier, t.token)).toBe('valid');
+    }
+    await cluster.healthy(15_000); // its replica took over
+
+    // By themselves, the stores find the new master: shared answers and revocations again.
+    await waitFor(
+      async () => {
+        const t = await mint();
+        await verdict(a.verifier, t.token);
+        await sleep(50);
+        const shared = b.verifier.stats().sharedHits;
+        if ((await verdict(b.verifier, t.token)) !== 'valid') return false;
+        if (b.verifier.stats().sharedHits === shared) return false;
+        await a.client.revokeToken({ m2mTokenId: t.id });
+        const refused = async () => (await verdict(b.verifier, t.token)) === 'revoked';
+        const deadline = Date.now() + 500;
+        while (Date.now() < deadline) {
+          if (await refused()) return true;
+          await sleep(10);
+        }
+        return false;
+      },
+      20_000,
+      'sharing and broadcast to resume after the failover',
+      200,
+    );
+    for (const log of logs) expect(log.count(STORE_FAILED)).toBeLessThanOrEqual(1);
+  }, 60_000);
 });

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,37 +139,69 @@ export interface ThrowawayCluster {
   readonly urls: string[];
   /** The nodes; `restart()` brings a node back into the cluster with its slots (empty). */
   readonly nodes: ThrowawayRedis[];
-  /** Resolves once every node reports `cluster_state:ok`. */
+  /** Resolves once every running node reports `cluster_state:ok` (and replicas are in sync). */
   healthy(timeoutMs?: number): Promise<void>;
   /** Stops every node and removes their files. Idempotent. */
   close(): Promise<void>;
 }
 
-async function clusterState(port: number): Promise<string> {
+async function cli(port: number, ...args: string[]): Promise<string> {
   const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
-    execFile('redis-cli', ['-p', String(port), 'cluster', 'info'], (err, stdout) =>
+    execFile('redis-cli', ['-p', String(port), ...args], (err, stdout) =>
       resolve(err ? '' : stdout),
     );
   });
 }
 
+/** Whether a node sees the cluster as ok and, if it is a replica, is in sync with its master. */
+async function nodeHealthy(port: number): Promise<boolean> {
+  const [cluster, replication] = await Promise.all([
+    cli(port, 'cluster', 'info'),
+    cli(port, 'info', 'replication'),
+  ]);
+  return (
+    cluster.includes('cluster_state:ok') &&
+    replication !== '' &&
+    !replication.includes('master_link_status:down')
+  );
+}
+
 /**
- * A throwaway Redis Cluster of `size` masters (no replicas) on free loopback ports, joined with
- * `redis-cli --cluster create`, as `.ci/run` starts its own. Each node keeps its cluster config
- * file, so a node restarted after a crash rejoins with its slots.
+ * A throwaway Redis Cluster of `masters` masters, each with `replicas` replicas, on free loopback
+ * ports, joined with `redis-cli --cluster create`, as `.ci/run` starts its own. Each node keeps
+ * its cluster config file, so a node restarted after a crash rejoins with its slots. Nodes are
+ * declared failed after `nodeTimeoutMs`, so a replica takes over that soon.
  */
-export async function startRedisCluster(size = 3): Promise<ThrowawayCluster> {
+export async function startRedisCluster(
+  masters = 3,
+  { replicas = 0, nodeTimeoutMs = 15_000 }: { replicas?: number; nodeTimeoutMs?: number } = {},
+): Promise<ThrowawayCluster> {
+  const size = masters * (1 + replicas);
   const dir = mkdtempSync(join(tmpdir(), 'm2m-cluster-'));
   const ports: number[] = [];
-  for (let i = 0; i < size; i++) ports.push(await freePort());
+  while (ports.length < size) {
+    const port = await freePort();
+    if (!ports.includes(port)) ports.push(port);
+  }
   const children: (ChildProcess | undefined)[] = [];
+  // A directory per node: a replica's full sync goes through an RDB file of its own.
+  const nodeDir = (i: number) => {
+    const path = join(dir, String(ports[i]));
+    mkdirSync(path, { recursive: true });
+    return path;
+  };
   const start = (i: number) =>
-    launch(ports[i]!, dir, [
+    launch(ports[i]!, nodeDir(i), [
       '--cluster-enabled',
       'yes',
       '--cluster-config-file',
       `nodes-${ports[i]}.conf`,
+      '--cluster-node-timeout',
+      String(nodeTimeoutMs),
+      // Replicas sync at once (not after the default 5 s), so one can take over right away.
+      '--repl-diskless-sync-delay',
+      '0',
     ]);
   for (let i = 0; i < size; i++) children[i] = await start(i);
   const created = spawnSync(
@@ -179,7 +211,7 @@ export async function startRedisCluster(size = 3): Promise<ThrowawayCluster> {
       'create',
       ...ports.map((port) => `127.0.0.1:${port}`),
       '--cluster-replicas',
-      '0',
+      String(replicas),
       '--cluster-yes',
     ],
     { encoding: 'utf8' },
@@ -196,8 +228,9 @@ export async function startRedisCluster(size = 3): Promise<ThrowawayCluster> {
   const healthy = async (timeoutMs = 10_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const states = await Promise.all(ports.map(clusterState));
-      if (states.every((state) => state.includes('cluster_state:ok'))) return;
+      // The nodes that run: a stopped one cannot say, and its replica stands in for it.
+      const states = await Promise.all(ports.filter((_, i) => children[i]).map(nodeHealthy));
+      if (states.every(Boolean)) return;
       if (Date.now() > deadline) throw new Error('the cluster did not become healthy');
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
