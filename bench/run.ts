@@ -8,8 +8,10 @@
  *          --quick (duration 1 s, warm-up 0.5 s) --only <name,…> (scenarios and/or cold-start)
  *          --rounds <n> (1: passes interleaved; rows are median rounds, ratios paired per round)
  *          --json
- * Environment: REDIS_URL, the Redis server of scenario `two-instances-redis` (skipped without
- * it, which is no failure); its keys go under a prefix unique to the run.
+ * Environment: REDIS_URL, the Redis server of scenario `two-instances-redis`, and
+ * REDIS_CLUSTER_URLS (comma-separated), the Redis Cluster of `two-instances-cluster` (each
+ * skipped without it, which is no failure); keys go under a prefix unique to the run. With
+ * either, `revocation-lag` measures the lag of a revocation across two processes over it.
  *
  * Scenarios with several instances start that many server processes of the same kind and split
  * the load between them (one autocannon run each, in parallel, half the connections each); their
@@ -36,10 +38,12 @@ import {
 } from './child.js';
 import type { ColdStartResult } from './cold-start.js';
 import { combineLoads, type LoadOptions, type LoadResult, runLoad } from './load.js';
+import { measureRevocationLag, type RevocationLag } from './revocation-lag.js';
 import {
   COLD_START,
   fakePublishableKey,
   PRODUCTION_RATE_LIMIT,
+  REVOCATION_LAG,
   ROUTE,
   SCENARIOS,
   type Scenario,
@@ -62,6 +66,8 @@ interface Options {
 interface RunContext {
   /** `REDIS_URL`, when set. */
   redisUrl: string | undefined;
+  /** `REDIS_CLUSTER_URLS`, when set. */
+  clusterUrls: string[] | undefined;
   /** Unique to this run: the Redis key prefix, so no earlier run's answers are found. */
   redisPrefix: string;
 }
@@ -73,6 +79,7 @@ interface Skipped {
 
 const SEPARATE = 'two-instances-separate';
 const SHARED = 'two-instances-redis';
+const SHARED_CLUSTER = 'two-instances-cluster';
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
@@ -99,7 +106,7 @@ function parseOptions(argv: string[]): Options {
   });
   const quick = values.quick ?? false;
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : null;
-  const known = [...SCENARIOS.map((s) => s.name), COLD_START];
+  const known = [...SCENARIOS.map((s) => s.name), COLD_START, REVOCATION_LAG];
   const unknown = only?.filter((name) => !known.includes(name)) ?? [];
   if (unknown.length > 0) {
     throw new Error(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
@@ -257,6 +264,11 @@ async function runScenario(
     env.BENCH_REDIS_URL = context.redisUrl;
     env.BENCH_REDIS_PREFIX = context.redisPrefix;
   }
+  if (scenario.needsCluster) {
+    if (!context.clusterUrls) throw new Error('REDIS_CLUSTER_URLS is not set');
+    env.BENCH_REDIS_CLUSTER_URLS = context.clusterUrls.join(',');
+    env.BENCH_REDIS_PREFIX = context.redisPrefix;
+  }
   const jwksAtStart = emulator.calls.jwks;
   const servers = await startAll(instances, () => startServer(scenario.server, env));
   let loader: Loader | undefined;
@@ -346,9 +358,9 @@ async function runScenario(
 }
 
 /** Shared over separate upstream verify calls (in all, per 1 000 requests); noted on the row. */
-function twoInstancesRatio(measured: readonly MeasuredScenario[]) {
+function sharedRatio(measured: readonly MeasuredScenario[], sharedName: string) {
   const separate = measured.find((s) => s.name === SEPARATE);
-  const shared = measured.find((s) => s.name === SHARED);
+  const shared = measured.find((s) => s.name === sharedName);
   if (!separate || !shared) return null;
   const per1000 =
     separate.upstreamPer1000 && shared.upstreamPer1000 !== null
@@ -393,11 +405,21 @@ async function main(): Promise<number> {
   const info = machine();
   const context: RunContext = {
     redisUrl: process.env.REDIS_URL || undefined,
+    clusterUrls: process.env.REDIS_CLUSTER_URLS
+      ? process.env.REDIS_CLUSTER_URLS.split(',')
+      : undefined,
     redisPrefix: `m2m-guard-bench:${Date.now().toString(36)}-${randomBytes(4).toString('hex')}:`,
   };
   const skipped: Skipped[] = [];
   const selected = SCENARIOS.filter((s) => !options.only || options.only.includes(s.name)).filter(
     (s) => {
+      if (s.needsCluster && !context.clusterUrls) {
+        const reason =
+          'REDIS_CLUSTER_URLS is not set (bash .ci/run starts a cluster); not a failure';
+        skipped.push({ name: s.name, reason });
+        log(`${s.name}: SKIPPED: ${reason}`);
+        return false;
+      }
       if (!s.needsRedis || context.redisUrl) return true;
       const reason = 'REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379); not a failure';
       skipped.push({ name: s.name, reason });
@@ -406,10 +428,18 @@ async function main(): Promise<number> {
     },
   );
   const withColdStart = !options.only || options.only.includes(COLD_START);
+  const lagTargets = [
+    ...(context.redisUrl ? [{ name: 'Redis', store: { redisUrl: context.redisUrl } }] : []),
+    ...(context.clusterUrls
+      ? [{ name: 'Redis Cluster (3 nodes)', store: { clusterUrls: context.clusterUrls } }]
+      : []),
+  ];
+  const withLag = (!options.only || options.only.includes(REVOCATION_LAG)) && lagTargets.length > 0;
+  const revocationLag: Array<RevocationLag & { store: string }> = [];
   const failures: string[] = [];
   const measured: MeasuredScenario[] = [];
 
-  if (selected.length > 0) {
+  if (selected.length > 0 || withLag) {
     const emulator = await startEmulator({ latencyMs: options.latencyMs });
     const minter = createM2MClient({
       apiUrl: emulator.url,
@@ -442,6 +472,29 @@ async function main(): Promise<number> {
         }
       }
       for (const results of byScenario.values()) measured.push(medianRound(results));
+      if (withLag) {
+        emulator.reset();
+        emulator.setLatency(0);
+        for (const target of lagTargets) {
+          log(`${REVOCATION_LAG}: ${target.name}, two processes, 20 revocations`);
+          try {
+            const lag = await measureRevocationLag({
+              emulator,
+              minter,
+              store: target.store,
+              keyPrefix: `${context.redisPrefix}lag:`,
+              revocations: 20,
+            });
+            revocationLag.push({ store: target.name, ...lag });
+            log(`  p50 ${lag.p50Ms} ms, max ${lag.maxMs} ms`);
+          } catch (err) {
+            const message = err instanceof Error ? err.message : String(err);
+            failures.push(`${REVOCATION_LAG} (${target.name}): ${message}`);
+            log(`  FAILED: ${message}`);
+          }
+        }
+        emulator.setLatency(options.latencyMs);
+      }
     } finally {
       await minter.close();
       await emulator.close();
@@ -457,7 +510,8 @@ async function main(): Promise<number> {
     else if (!result.pass) failures.push(`${COLD_START}: a check failed`);
   }
 
-  const twoInstances = twoInstancesRatio(measured);
+  const twoInstances = sharedRatio(measured, SHARED);
+  const twoInstancesCluster = sharedRatio(measured, SHARED_CLUSTER);
   const scenarios = withRatios(measured);
   const results = {
     startedAt,
@@ -474,6 +528,8 @@ async function main(): Promise<number> {
     scenarios,
     skipped,
     twoInstances,
+    twoInstancesCluster,
+    revocationLag,
     coldStart,
     failures,
     ok: failures.length === 0,
@@ -491,6 +547,17 @@ async function main(): Promise<number> {
       markdownTable(scenarios),
     ];
     if (skipped.length > 0) lines.push('', ...skipped.map((s) => `skipped ${s.name}: ${s.reason}`));
+    if (revocationLag.length > 0) {
+      lines.push(
+        '',
+        'revocation lag across processes (revokeToken() resolved in A -> refused in B):',
+        ...revocationLag.map(
+          (lag) =>
+            `- ${lag.store}: p50 ${fmt(lag.p50Ms, 2)} ms, max ${fmt(lag.maxMs, 2)} ms over ` +
+            `${lag.revocations} revocations`,
+        ),
+      );
+    }
     if (coldStart) lines.push('', coldStartSummary(coldStart));
     if (failures.length > 0) lines.push('', 'FAILURES:', ...failures.map((f) => `- ${f}`));
     lines.push('', 'written to bench/results.json');

@@ -12,6 +12,7 @@ export const SERVER_KINDS = [
   'm2m-guard-nocache',
   'm2m-guard-jwt',
   'm2m-guard-redis',
+  'm2m-guard-redis-cluster',
   'clerk-express',
   'clerk-backend',
   'fastify',
@@ -50,6 +51,8 @@ export interface Scenario {
    * req/s and the server CPU it adds per request). Default `none` (bare Express 5).
    */
   bare?: string;
+  /** Needs a Redis Cluster at `REDIS_CLUSTER_URLS`; skipped (not failed) when it is not set. */
+  needsCluster?: boolean;
 }
 
 /** Clerk's production limit for the M2M endpoints: 1 000 requests per 10 s per instance. */
@@ -194,7 +197,21 @@ export const SCENARIOS: readonly Scenario[] = [
     rateLimit: false,
     description: '2 × m2mAuth({ store: createRedisStore() }), 1 000 tokens, load split, cold',
   },
+  {
+    name: 'two-instances-cluster',
+    server: 'm2m-guard-redis-cluster',
+    tokens: 1000,
+    instances: 2,
+    cold: true,
+    needsCluster: true,
+    rateLimit: false,
+    description:
+      '2 × m2mAuth({ store: createRedisStore({ cluster }) }), 3-node Redis Cluster, 1 000 tokens, load split, cold',
+  },
 ];
+
+/** The revocation-lag measurement is selectable with `--only` like a scenario. */
+export const REVOCATION_LAG = 'revocation-lag';
 
 /** The cold-start check is selectable with `--only` like a scenario. */
 export const COLD_START = 'cold-start';

@@ -2,7 +2,8 @@
  * The server under test: one scenario per process, so each one's memory and event loop are its
  * own. `node --import tsx bench/server.ts <kind>` with the emulator's coordinates in the
  * environment (BENCH_API_URL, BENCH_SECRET_KEY, BENCH_MACHINE_SECRET_KEY, BENCH_API_MACHINE_ID,
- * BENCH_PUBLISHABLE_KEY; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `m2m-guard-redis`). Prints
+ * BENCH_PUBLISHABLE_KEY; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `m2m-guard-redis`,
+ * BENCH_REDIS_CLUSTER_URLS (comma-separated) and BENCH_REDIS_PREFIX for `m2m-guard-redis-cluster`). Prints
  * one JSON line `{"event":"ready","port":…}` on stdout once it listens (and, with Redis, once the
  * store is ready); answers the IPC message `{ type: 'stats' }` with its peak RSS (sampled every
  * 100 ms).
@@ -136,11 +137,14 @@ async function buildApp(kind: ServerKind): Promise<Express | RequestListener> {
       guard = m2mAuth({ apiUrl, secretKey, machineId });
       break;
     }
-    case 'm2m-guard-redis': {
+    case 'm2m-guard-redis':
+    case 'm2m-guard-redis-cluster': {
       const { m2mAuth } = await import('../src/index.js');
       const { createRedisStore } = await import('../src/redis/index.js');
       const store = createRedisStore({
-        url: env('BENCH_REDIS_URL'),
+        ...(kind === 'm2m-guard-redis'
+          ? { url: env('BENCH_REDIS_URL') }
+          : { cluster: env('BENCH_REDIS_CLUSTER_URLS').split(',') }),
         keyPrefix: env('BENCH_REDIS_PREFIX'),
       });
       // Ready only once Redis is: until then the store would be skipped, not shared.

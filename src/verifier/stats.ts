@@ -46,6 +46,7 @@ export function createStats() {
     sharedHits: 0,
     invalidationsReceived: 0,
     budgetRefused: 0,
+    sharedRejected: 0,
   };
   return {
     cache(event: CacheEvent) {
@@ -72,6 +73,9 @@ export function createStats() {
       if (upstreamChannel.hasSubscribers) {
         upstreamChannel.publish({ outcome: 'budget_refused', ms: 0 });
       }
+    },
+    sharedRejected() {
+      counts.sharedRejected++;
     },
     breaker(state: string) {
       if (breakerChannel.hasSubscribers) breakerChannel.publish({ state });

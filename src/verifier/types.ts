@@ -155,6 +155,11 @@ export interface VerifierStats {
   invalidationsReceived: number;
   /** Verify calls for never-seen tokens that the upstream budget held back (answered 503). */
   budgetRefused: number;
+  /**
+   * Values and messages from the shared store that failed their integrity check (MAC) or were
+   * replayed, each ignored as if absent.
+   */
+  sharedRejected: number;
   /** Entries in the cache now: good answers and refusals. */
   size: number;
   /** Approximate heap bytes of the good answers cached now (bounded by `cache.maxBytes`). */

@@ -60,8 +60,15 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   const identity = `${client.apiUrl}|${client.verifyIdentity}`;
   // With a shared store, every instance that verifies with the same key must hash tokens alike,
   // so the HMAC key is derived from that secret key rather than drawn at random.
+  // Every value and message in it is signed with a key derived from that secret too.
   const shared = config.store
-    ? createSharedLevel(config.store, `v1:${client.verifyIdentity}`, log)
+    ? createSharedLevel(config.store, {
+        namespace: `v2:${client.verifyIdentity}`,
+        macKey: client.deriveKey('shared-mac'),
+        log,
+        now,
+        onRejected: () => stats.sharedRejected(),
+      })
     : undefined;
   const keyOf = createCacheKeyer(identity, shared ? client.deriveKey('cache-key') : undefined);
   const cacheConfig = config.cache === false ? undefined : config.cache;
@@ -168,17 +175,10 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
     }
     if (shared) {
       // Overwrite the shared answer before telling the others, so none can re-read it as good.
+      const at = now();
+      const refusal = revoked(at);
       track(
-        (async () => {
-          const sharedKey = key ?? (await shared.keyOfId(id));
-          if (sharedKey !== undefined) {
-            const at = now();
-            const refusal = revoked(at);
-            await shared.set(sharedKey, refusal, sharedTtl(refusal.freshUntil, at));
-          }
-          await shared.delete(undefined, id);
-          await shared.publish({ kind: 'revoke', id, key: sharedKey, expiresAt: expiration });
-        })(),
+        shared.revoke(id, key, refusal, sharedTtl(refusal.freshUntil, at), expiration ?? undefined),
       );
     }
     log.debug({ tokenId: id }, 'token revoked through this client');

@@ -1,7 +1,8 @@
 /**
  * Proves the benchmark harness works end to end: one quick run of the scenarios below (plus
- * `two-instances-redis` when REDIS_URL is set). Asserts that each ran and measured, never how
- * fast anything was.
+ * `two-instances-redis` when REDIS_URL is set, `two-instances-cluster` when REDIS_CLUSTER_URLS
+ * is, and the revocation lag over each). Asserts that each ran and measured, never how fast
+ * anything was.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const REDIS_URL = process.env.REDIS_URL;
+const REDIS_CLUSTER_URLS = process.env.REDIS_CLUSTER_URLS;
 
 interface ScenarioRow {
   name: string;
@@ -49,10 +51,16 @@ const names = [
   'm2m-guard-jwt',
   'two-instances-separate',
   ...(REDIS_URL ? ['two-instances-redis'] : []),
+  ...(REDIS_CLUSTER_URLS ? ['two-instances-cluster'] : []),
+];
+const lagStores = [
+  ...(REDIS_URL ? ['Redis'] : []),
+  ...(REDIS_CLUSTER_URLS ? ['Redis Cluster (3 nodes)'] : []),
 ];
 
 it(`npm run bench -- --quick runs ${names.join(', ')} and writes results.json`, async () => {
-  const args = ['run', 'bench', '--', '--quick', '--only', names.join(','), '--duration', '1'];
+  const only = [...names, ...(lagStores.length > 0 ? ['revocation-lag'] : [])].join(',');
+  const args = ['run', 'bench', '--', '--quick', '--only', only, '--duration', '1'];
   const { code, output } = await run('npm', args);
   expect(code, output).toBe(0);
   expect(output).toContain('| scenario |');
@@ -65,6 +73,8 @@ it(`npm run bench -- --quick runs ${names.join(', ')} and writes results.json`, 
     options: { durationSec: number; quick: boolean };
     scenarios: ScenarioRow[];
     twoInstances: { upstreamCallsRatio: number | null } | null;
+    twoInstancesCluster: { upstreamCallsRatio: number | null } | null;
+    revocationLag: { store: string; revocations: number; p50Ms: number; maxMs: number }[];
   };
   expect(results.ok).toBe(true);
   expect(results.failures).toEqual([]);
@@ -103,5 +113,14 @@ it(`npm run bench -- --quick runs ${names.join(', ')} and writes results.json`, 
   if (REDIS_URL) {
     expect(results.twoInstances?.upstreamCallsRatio).toBeGreaterThan(0);
     expect(row('two-instances-redis').notes.join(' ')).toContain('shared/separate');
+  }
+  if (REDIS_CLUSTER_URLS) {
+    expect(results.twoInstancesCluster?.upstreamCallsRatio).toBeGreaterThan(0);
+    expect(row('two-instances-cluster').notes.join(' ')).toContain('shared/separate');
+  }
+  expect(results.revocationLag.map((lag) => lag.store)).toEqual(lagStores);
+  for (const lag of results.revocationLag) {
+    expect(lag.revocations).toBe(20);
+    expect(lag.maxMs).toBeGreaterThanOrEqual(lag.p50Ms);
   }
 }, 600_000);

@@ -88,15 +88,14 @@ describe('a revocation heard from another instance', () => {
     expect(b.stats().invalidationsReceived).toBeGreaterThanOrEqual(1);
   });
 
-  it('never for the life of the process: a message naming a live token stops counting', async () => {
+  it('a forged message on the channel revokes nothing', async () => {
     const { store } = memoryStore(h.clock);
     const b = h.verifier({ store, cache: { ttlMs: 1_000 } });
     const minted = await h.mint({ secondsUntilExpiration: 3_600 });
     await b.verify(minted.token);
-    // Whoever can publish on the channel names a live token as revoked.
+    // Whoever can publish on the channel names a live token as revoked, without the MAC.
     await store.publish(JSON.stringify({ kind: 'revoke', id: minted.id, from: 'someone' }));
-    // At the latest after the retention window (fresh 1 s + stale 0 + skew 5 s), Clerk decides.
-    h.clock.advance(6_001);
+    expect(b.stats().sharedRejected).toBe(1);
     await expect(b.verify(minted.token)).resolves.toMatchObject({ id: minted.id });
   });
 });

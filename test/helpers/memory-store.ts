@@ -1,8 +1,16 @@
-/** A shared cache store in memory: the store contract with nothing but a Map behind it. */
+/**
+ * An in-memory {@link SharedCacheStore} on a clock of the test's choosing: one Map shared by the
+ * verifiers given the same store, messages delivered synchronously to every subscriber.
+ */
 import type { SharedCacheStore } from '../../src/verifier/index.js';
 
-/** A SharedCacheStore in memory, with absolute TTLs on the given clock. */
-export function memoryStore(now: () => number) {
+export interface MemoryStore {
+  readonly store: SharedCacheStore;
+  /** What the store holds: key → value and absolute expiry (ms on `now`). */
+  readonly data: Map<string, { value: string; until: number }>;
+}
+
+export function memoryStore(now: () => number = Date.now): MemoryStore {
   const data = new Map<string, { value: string; until: number }>();
   const listeners = new Set<(message: string) => void>();
   const store: SharedCacheStore = {
@@ -12,8 +20,8 @@ export function memoryStore(now: () => number) {
       if (!found || now() >= found.until) return undefined;
       return found.value;
     },
-    async set(entries, ttlMs) {
-      for (const [key, value] of entries) data.set(key, { value, until: now() + ttlMs });
+    async set(key, value, ttlMs) {
+      data.set(key, { value, until: now() + Math.max(1, Math.ceil(ttlMs)) });
     },
     async delete(key) {
       data.delete(key);

@@ -60,6 +60,7 @@ describe('README', () => {
       'minRemainingTtlSeconds',
       'commandTimeoutMs',
       'keyPrefix',
+      'cluster',
     ]) {
       expect(readme, `option ${option}`).toContain(`\`${option}`);
     }

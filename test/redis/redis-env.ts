@@ -9,6 +9,17 @@ import { join } from 'node:path';
 /** The shared Redis server of the run, or `undefined`. */
 export const REDIS_URL: string | undefined = process.env.REDIS_URL || undefined;
 
+/**
+ * The nodes of the run's Redis Cluster (`REDIS_CLUSTER_URLS`, comma-separated; `bash .ci/run`
+ * starts a three-node cluster and sets it), or `undefined`.
+ */
+export const REDIS_CLUSTER_URLS: string[] | undefined = process.env.REDIS_CLUSTER_URLS
+  ? process.env.REDIS_CLUSTER_URLS.split(',').map((url) => url.trim())
+  : undefined;
+
+export const CLUSTER_SKIP_LINE =
+  'Redis Cluster tests skipped: REDIS_CLUSTER_URLS is not set (bash .ci/run starts a three-node cluster and sets it)';
+
 /** True when the Redis tests are skipped. */
 export const SKIP_REDIS = REDIS_URL === undefined;
 
@@ -24,10 +35,19 @@ const NOTICE_STALE_MS = 10 * 60_000;
  * file of the run prints). Returns `SKIP_REDIS`, for `describe.skipIf`.
  */
 export function redisSkipped(): boolean {
-  if (!SKIP_REDIS) return false;
+  return skippedOnce(SKIP_REDIS, 'redis', SKIP_LINE);
+}
+
+/** {@link redisSkipped} for the Redis Cluster tests: `CLUSTER_SKIP_LINE` once per run. */
+export function clusterSkipped(): boolean {
+  return skippedOnce(REDIS_CLUSTER_URLS === undefined, 'cluster', CLUSTER_SKIP_LINE);
+}
+
+function skippedOnce(skip: boolean, what: string, line: string): boolean {
+  if (!skip) return false;
   // Workers are forked by the vitest process (or are threads of it): its pid names the run.
   const runner = typeof process.send === 'function' ? process.ppid : process.pid;
-  const marker = join(tmpdir(), `m2m-guard-redis-skip-${runner}`);
+  const marker = join(tmpdir(), `m2m-guard-${what}-skip-${runner}`);
   try {
     if (Date.now() - statSync(marker).mtimeMs > NOTICE_STALE_MS) unlinkSync(marker);
   } catch {
@@ -38,6 +58,6 @@ export function redisSkipped(): boolean {
   } catch {
     return true; // another file of this run printed it
   }
-  console.warn(SKIP_LINE);
+  console.warn(line);
   return true;
 }

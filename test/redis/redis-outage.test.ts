@@ -20,6 +20,7 @@ import {
   m2mAuth,
 } from '../../src/index.js';
 import { createRedisStore } from '../../src/redis/index.js';
+import { OUTAGE_QUIET_MS } from '../../src/verifier/shared-level.js';
 import { redisSkipped, SKIP_REDIS } from './redis-env.js';
 import {
   freePort,
@@ -198,10 +199,16 @@ describe.skipIf(skip)('Redis outages', () => {
       'shared hits to resume',
       50,
     );
+    // Back once commands have worked for OUTAGE_QUIET_MS without failing: keep them busy.
     await waitFor(
-      () => a.log.count(STORE_BACK) === 1 && b.log.count(STORE_BACK) === 1,
-      2000,
+      async () => {
+        await verdict(a.verifier, unknownToken());
+        await verdict(b.verifier, unknownToken());
+        return a.log.count(STORE_BACK) === 1 && b.log.count(STORE_BACK) === 1;
+      },
+      OUTAGE_QUIET_MS + 4000,
       'both replicas to log that the store is back',
+      200,
     );
     expect(a.log.count(STORE_FAILED)).toBe(1);
     expect(b.log.count(STORE_FAILED)).toBe(1);

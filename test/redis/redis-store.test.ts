@@ -39,6 +39,20 @@ describe('createRedisStore options (no Redis needed)', () => {
     );
   });
 
+  it('requires exactly one of `url`, `cluster` and `client`, and `cluster` to be Redis URLs', () => {
+    const url = 'redis://127.0.0.1:1';
+    const client = { duplicate: () => client, get: () => {}, set: () => {} } as unknown as Redis;
+    expect(configErrorOf(() => createRedisStore({ url, cluster: [url] }))).toBe('url');
+    expect(configErrorOf(() => createRedisStore({ cluster: [url], client }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: [] }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: url as never }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: ['http://127.0.0.1:1'] }))).toBe(
+      'cluster',
+    );
+    expect(configErrorOf(() => createRedisStore({ cluster: [url, 5 as never] }))).toBe('cluster');
+    expect(configErrorOf(() => createRedisStore({ cluster: ['127.0.0.1:7000'] }))).toBe('cluster');
+  });
+
   it('names every other bad option', () => {
     const url = 'redis://127.0.0.1:1';
     expect(configErrorOf(() => createRedisStore({ url, keyPrefix: '' }))).toBe('keyPrefix');
@@ -126,7 +140,7 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
     expect(s.channel).toBe(`${keyPrefix}invalidate`);
     expect(await s.get('k')).toBeUndefined();
 
-    await s.set([['k', 'value']], 5000);
+    await s.set('k', 'value', 5000);
     expect(await s.get('k')).toBe('value');
     expect(await raw.get(`${keyPrefix}k`)).toBe('value');
     const pttl = await raw.pttl(`${keyPrefix}k`);
@@ -134,7 +148,7 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
     expect(pttl).toBeLessThanOrEqual(5000);
 
     // A new value replaces the old one and its TTL.
-    await s.set([['k', 'other']], 2000);
+    await s.set('k', 'other', 2000);
     expect(await s.get('k')).toBe('other');
     expect(await raw.pttl(`${keyPrefix}k`)).toBeLessThanOrEqual(2000);
 
@@ -147,7 +161,7 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
   it('never extends a TTL by reading', async () => {
     const keyPrefix = randomPrefix();
     const s = await store({ keyPrefix });
-    await s.set([['k', 'v']], 3000);
+    await s.set('k', 'v', 3000);
     const ttls: number[] = [await raw.pttl(`${keyPrefix}k`)];
     for (let i = 0; i < 5; i++) {
       await sleep(15);
@@ -161,11 +175,11 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
   it('lets an entry expire on time, a fractional TTL rounded up to at least 1 ms', async () => {
     const keyPrefix = randomPrefix();
     const s = await store({ keyPrefix });
-    await s.set([['short', 'v']], 60);
+    await s.set('short', 'v', 60);
     expect(await s.get('short')).toBe('v');
     await sleep(120);
     expect(await s.get('short')).toBeUndefined();
-    await s.set([['tiny', 'v']], 0.2);
+    await s.set('tiny', 'v', 0.2);
     await sleep(20);
     expect(await s.get('tiny')).toBeUndefined();
   });
@@ -203,7 +217,7 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
     const s = closer.add(createRedisStore({ url, keyPrefix }));
     // Not connected yet: every command is a no-op that resolves.
     expect(await s.get('k')).toBeUndefined();
-    await s.set([['other', 'v']], 1000);
+    await s.set('other', 'v', 1000);
     await s.publish('nobody');
     await s.ready(3000);
     expect(await s.get('k')).toBe('v');
@@ -215,7 +229,7 @@ describe.skipIf(redisSkipped())('createRedisStore against Redis', () => {
     closer.add({ close: () => own.disconnect() });
     const keyPrefix = randomPrefix();
     const s = await store({ client: own, keyPrefix });
-    await s.set([['k', 'v']], 1000);
+    await s.set('k', 'v', 1000);
     expect(await own.get(`${keyPrefix}k`)).toBe('v');
     const got: string[] = [];
     s.subscribe((m) => got.push(m));

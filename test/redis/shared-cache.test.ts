@@ -20,6 +20,7 @@ import {
   type VerifierCacheOptions,
 } from '../../src/index.js';
 import { createRedisStore } from '../../src/redis/index.js';
+import { MESSAGE_MAX_AGE_MS } from '../../src/verifier/shared-level.js';
 import { REDIS_URL, redisSkipped } from './redis-env.js';
 import {
   Closer,
@@ -32,6 +33,7 @@ import {
   sleep,
   startInstance,
   unknownToken,
+  unsealed,
   verdict,
   waitFor,
   waitForEntries,
@@ -283,8 +285,8 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     // Each key has its namespace, and its own replicas share within it.
     await waitForEntries(raw, keyPrefix, 4);
     const keys = await scanKeys(raw, keyPrefix);
-    const instanceNs = `${keyPrefix}v1:${byInstance.client.verifyIdentity}:`;
-    const machineNs = `${keyPrefix}v1:${byMachine.client.verifyIdentity}:`;
+    const instanceNs = `${keyPrefix}v2:${byInstance.client.verifyIdentity}:`;
+    const machineNs = `${keyPrefix}v2:${byMachine.client.verifyIdentity}:`;
     expect(instanceNs).not.toBe(machineNs);
     expect(byInstance.client.verifyIdentity).toMatch(/^instance:/);
     expect(byMachine.client.verifyIdentity).toMatch(/^machine:/);
@@ -322,12 +324,16 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await waitForEntries(raw, keyPrefix, 3);
 
     const keys = await scanKeys(raw, keyPrefix);
-    const namespace = `${keyPrefix}v1:${a.client.verifyIdentity}:`;
+    const namespace = `${keyPrefix}v2:${a.client.verifyIdentity}:`;
     expect(keys.every((k) => k.startsWith(namespace))).toBe(true);
     // Entries for good, revoked and bogus; the id link of good (the revoked one's is gone).
     expect(keys.filter((k) => k.startsWith(`${namespace}t:`))).toHaveLength(3);
     expect(keys.filter((k) => k.startsWith(`${namespace}id:`))).toStrictEqual([
       `${namespace}id:${good.id}`,
+    ]);
+    // And the revocation marker of the revoked one, for writers racing the revocation.
+    expect(keys.filter((k) => k.startsWith(`${namespace}rv:`))).toStrictEqual([
+      `${namespace}rv:${revoked.id}`,
     ]);
 
     const secrets = [
@@ -345,11 +351,13 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
         expect(value).not.toContain(secret);
       }
       expect(pttl, key).toBeGreaterThan(0);
-      expect(pttl, key).toBeLessThanOrEqual(cache.ttlMs);
+      // A revocation marker outlives any writer that asked Clerk before the revocation.
+      const bound = key.includes(':rv:') ? MESSAGE_MAX_AGE_MS : cache.ttlMs;
+      expect(pttl, key).toBeLessThanOrEqual(bound);
     }
     const goodKey = await entryKeyOf(raw, keyPrefix, a.client, good.id);
     expect(goodKey).toBeDefined();
-    expect(JSON.parse((await raw.get(goodKey!))!)).toMatchObject({
+    expect(JSON.parse(unsealed((await raw.get(goodKey!))!))).toMatchObject({
       kind: 'valid',
       value: { id: good.id, claims: { team: 'billing' } },
     });

@@ -3,7 +3,7 @@
  * one service replica builds them), captured pino logs, polling, and raw Redis inspection.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { expect } from 'vitest';
 import {
@@ -200,28 +200,37 @@ export async function subscribers(redis: Redis, channel: string): Promise<number
 
 /** The key of the entry of a valid token, found through its id link. */
 export async function entryKeyOf(
-  redis: Redis,
+  redis: Redis | Cluster,
   keyPrefix: string,
   client: Pick<M2MClient, 'verifyIdentity'>,
   tokenId: string,
 ): Promise<string | undefined> {
-  const namespace = `${keyPrefix}v1:${client.verifyIdentity}`;
-  const hmac = await redis.get(`${namespace}:id:${tokenId}`);
-  return hmac === null ? undefined : `${namespace}:t:${hmac}`;
+  const namespace = `${keyPrefix}v2:${client.verifyIdentity}`;
+  const link = await redis.get(`${namespace}:id:${tokenId}`);
+  return link === null ? undefined : `${namespace}:t:${unsealed(link)}`;
+}
+
+/** The payload of a signed value or message (`<mac>.<payload>`), its MAC left unchecked. */
+export function unsealed(text: string): string {
+  return text.slice(text.indexOf('.') + 1);
 }
 
 /**
- * Waits until the good answer of `tokenId` is in Redis: its entry and then its id link are
+ * Waits until the good answer of `tokenId` is in Redis: its id link and its entry are
  * written in the background after the verification that fetched it returned.
  */
 export async function waitForShared(
-  redis: Redis,
+  redis: Redis | Cluster,
   keyPrefix: string,
   client: Pick<M2MClient, 'verifyIdentity'>,
   tokenId: string,
 ): Promise<void> {
+  // The link and the answer are two writes: wait for both.
   await waitFor(
-    async () => (await entryKeyOf(redis, keyPrefix, client, tokenId)) !== undefined,
+    async () => {
+      const key = await entryKeyOf(redis, keyPrefix, client, tokenId);
+      return key !== undefined && (await redis.exists(key)) === 1;
+    },
     2000,
     `the shared answer of ${tokenId}`,
     2,
