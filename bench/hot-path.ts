@@ -1,8 +1,9 @@
 /**
- * The middleware's own cost on a cache hit, measured in process with no HTTP or Express around
- * it: `npx tsx bench/hot-path.ts [--calls N]`. Each call gets a fresh `IncomingMessage` (as a
- * server would), and the figure is process CPU time per call, minus the same loop without
- * the middleware. Interleaved rounds; the median is printed.
+ * The middleware's own cost on a cache hit: `npx tsx bench/hot-path.ts [--calls N] [--rounds N]`.
+ * Two ways, so they can be compared: in process with no HTTP around it (each call gets a fresh
+ * `IncomingMessage`, as a server would; process CPU time per call minus the same loop without
+ * the middleware), and inside a real `node:http` server loop (`server-loop.ts`: real parser,
+ * real socket, the same difference). Interleaved rounds; medians are printed.
  *
  * Twice: without OpenTelemetry, and with an SDK registered (a MeterProvider with a reader and a
  * TracerProvider) before its own middleware was created, as an application would. The two
@@ -16,6 +17,7 @@ import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { startEmulator } from '../src/emulator/index.js';
 import { createM2MClient, m2mAuth } from '../src/index.js';
+import { serverLoopCpu } from './server-loop.js';
 
 const { values } = parseArgs({
   options: { calls: { type: 'string' }, rounds: { type: 'string' } },
@@ -103,6 +105,7 @@ const row = (label: string, values: number[]) =>
 row('no OpenTelemetry SDK', costs);
 row('OpenTelemetry SDK registered', sdkCosts);
 console.log(`  with SDK / without, median of paired rounds: ${median(ratios).toFixed(3)}`);
+
 if (passed !== 2 * calls * rounds) {
   throw new Error(`only ${passed} of ${2 * calls * rounds} calls passed`);
 }
@@ -113,6 +116,23 @@ const lookups = resourceMetrics.scopeMetrics
   .find((m) => m.descriptor.name === 'm2m_guard.cache.lookups');
 const hits = lookups?.dataPoints.find((p) => p.attributes['m2m_guard.cache.result'] === 'hit');
 if (hits?.value !== 2 * calls * rounds) throw new Error('the SDK did not count the hits');
+// Inside a real server loop, the SDK off, the middleware against the bare route, paired rounds.
+useSdk(false);
+const loopAdded: number[] = [];
+const loopBare: number[] = [];
+const loopRequests = Math.max(10_000, Math.round(calls / 4));
+for (let round = 0; round < rounds; round++) {
+  const bare = await serverLoopCpu(undefined, `Bearer ${token}`, loopRequests);
+  const guarded = await serverLoopCpu(plain, `Bearer ${token}`, loopRequests);
+  loopBare.push(bare);
+  loopAdded.push(guarded - bare);
+}
+console.log(
+  `node:http server loop: bare route ${median(loopBare).toFixed(2)} µs CPU per request; ` +
+    `m2mAuth() on a cache hit adds ${median(loopAdded).toFixed(2)} µs (median of ${rounds} ` +
+    `paired rounds of ${loopRequests.toLocaleString('en-US')}; all rounds ` +
+    `${loopAdded.map((c) => c.toFixed(2)).join(', ')})`,
+);
 await Promise.all([plain.close(), instrumented.close(), meterProvider.shutdown()]);
 await caller.close();
 await emulator.close();

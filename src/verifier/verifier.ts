@@ -246,16 +246,20 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
 
   /** The checks every good answer passes on every use, cached or fresh. */
   function accept(value: VerifiedM2MToken, at: number): VerifiedM2MToken {
-    // The hot path: allocate nothing unless refusing.
-    const refuse = (reason: InvalidTokenReason) =>
-      new InvalidTokenError(reason, { tokenId: value.id, subject: value.subject });
-    if (revokedIds.size > 0 && revokedIds.has(value.id)) throw refuse('revoked');
-    if (value.expiration !== null && at >= value.expiration + clockSkewMs) throw refuse('expired');
-    if (machineId !== undefined && !value.scopes.includes(machineId)) throw refuse('out_of_scope');
-    if (allowedSubjects !== undefined && !allowedSubjects.has(value.subject)) {
-      throw refuse('out_of_scope');
+    // The hot path: allocate nothing (not even a closure) unless refusing.
+    const refusal = acceptRefusal(value, at);
+    if (refusal !== undefined) {
+      throw new InvalidTokenError(refusal, { tokenId: value.id, subject: value.subject });
     }
     return value;
+  }
+
+  function acceptRefusal(value: VerifiedM2MToken, at: number): InvalidTokenReason | undefined {
+    if (revokedIds.size > 0 && revokedIds.has(value.id)) return 'revoked';
+    if (value.expiration !== null && at >= value.expiration + clockSkewMs) return 'expired';
+    if (machineId !== undefined && !value.scopes.includes(machineId)) return 'out_of_scope';
+    if (allowedSubjects !== undefined && !allowedSubjects.has(value.subject)) return 'out_of_scope';
+    return undefined;
   }
 
   function settle(entry: Entry, at: number): VerifiedM2MToken {
