@@ -114,22 +114,15 @@ const UPSTREAM_ATTRIBUTES: Readonly<Record<UpstreamResult, Attributes>> = {
   error: Object.freeze({ 'm2m_guard.upstream.result': 'error' }),
 };
 
-/** Index into the request counts of each refusal code (`temporarily_unavailable` is a 503). */
+/** Index into the request counts of each outcome. */
 const OUTCOME_INDEX: Readonly<Record<string, number | undefined>> = Object.assign(
   Object.create(null),
-  {
-    accepted: 0,
-    invalid_request: 1,
-    unauthorized: 2,
-    invalid_token: 3,
-    insufficient_scope: 4,
-    temporarily_unavailable: 5,
-  },
+  Object.fromEntries(REQUEST_OUTCOMES.map((outcome, index) => [outcome, index])),
 );
 const requestCounts = REQUEST_OUTCOMES.map(() => 0);
 
 /**
- * Counts one request's outcome: `'accepted'` or the refusal's OAuth `code`; anything else (or
+ * Counts one request's outcome (one of {@link REQUEST_OUTCOMES}); anything else (a pass, or
  * `undefined`) is not counted. An array increment, for the hot path.
  */
 export function recordRequestOutcome(outcome: string | undefined): void {

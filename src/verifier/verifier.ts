@@ -44,8 +44,8 @@ const DEFAULT_RATE_LIMIT_PAUSE_MS = 1_000;
  * push every other caller's answer out of the byte-bounded cache.
  */
 export const MAX_CACHED_ANSWER_BYTES = 64 * 1024;
-/** What a cache key (base64url HMAC-SHA-256) and the entry's bookkeeping cost besides. */
-const ENTRY_OVERHEAD_BYTES = 200;
+/** What the cache key (43 characters) costs besides the answer itself. */
+const ENTRY_OVERHEAD_BYTES = 64;
 
 /**
  * Creates the framework-agnostic verifier: Clerk's verify endpoint behind a bounded, hashed,
