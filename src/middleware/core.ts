@@ -190,10 +190,14 @@ export function createM2MAuthenticator(options: M2MAuthenticatorOptions = {}): M
   return buildAuthenticator(opts, realmOption(opts.realm));
 }
 
-/** Builds the core from options an adapter has already checked for unknown keys. */
+/**
+ * Builds the core from options an adapter has already checked for unknown keys. `onIssue` is
+ * told of each auth object the core makes (once per verified answer, never per request).
+ */
 export function buildAuthenticator(
   opts: Partial<M2MAuthenticatorOptions>,
   realm: string,
+  onIssue?: (auth: M2MRequestAuth) => void,
 ): M2MAuthenticator {
   const required = boolOption(opts.required, 'required', true);
   const allowQueryToken = boolOption(opts.allowQueryToken, 'allowQueryToken', false);
@@ -217,6 +221,7 @@ export function buildAuthenticator(
       });
       authOf.set(verified, auth);
       realms.set(auth, realm);
+      onIssue?.(auth);
     }
     return settle(auth);
   }

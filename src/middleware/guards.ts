@@ -9,7 +9,7 @@ import {
 } from './core.js';
 import type { M2MAuthError } from './errors.js';
 import { callMeFirst, looksLikeRequest } from './misuse.js';
-import { parseResponseOptions, type Responder, responderOf } from './respond.js';
+import { parseResponseOptions, type Responder, responderFor } from './respond.js';
 import type { M2MMiddleware, M2MRequestAuth, NextFunction } from './types.js';
 
 /**
@@ -24,13 +24,14 @@ const fallback: Responder = parseResponseOptions({}, silentLogger());
 
 function guard(check: M2MGuardCheck): M2MMiddleware {
   return (req: IncomingMessage, res: ServerResponse, next: NextFunction) => {
-    const responder = responderOf(req);
+    // Only the req.m2m that m2mAuth() set on this very request is trusted.
+    const auth = trustedAuth(req, req.m2m);
+    const responder = responderFor(req, auth);
     if (responder === 'preflight') return next();
     const r = responder ?? fallback;
-    // Only the req.m2m that m2mAuth() set on this very request is trusted.
     let refusal: M2MAuthError | undefined;
     try {
-      refusal = check(trustedAuth(req, req.m2m), r.realm);
+      refusal = check(auth, r.realm);
     } catch (err) {
       return next(err);
     }

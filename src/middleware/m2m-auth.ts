@@ -23,7 +23,7 @@ import {
 import { M2MAuthError } from './errors.js';
 import { extractToken, fromCustomValue } from './extract.js';
 import { callMeFirst, looksLikeRequest } from './misuse.js';
-import { parseResponseOptions, rememberResponder } from './respond.js';
+import { parseResponseOptions, rememberIssuer, rememberResponder } from './respond.js';
 import type {
   M2MAuthMiddleware,
   M2MAuthOptions,
@@ -75,7 +75,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
   if (getToken && boolOption(opts.allowQueryToken, 'allowQueryToken', false)) {
     throw new M2MConfigError('allowQueryToken', 'cannot be combined with `getToken`');
   }
-  const core = buildAuthenticator(opts, responder.realm);
+  const core = buildAuthenticator(opts, responder.realm, (auth) => rememberIssuer(auth, responder));
   const { skipPreflight, allowQueryToken, verifier } = core;
 
   const middleware: M2MMiddleware = function m2mAuthMiddleware(req, res, next) {
@@ -89,7 +89,6 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       rememberResponder(req, 'preflight');
       return next();
     }
-    rememberResponder(req, responder);
     let decision: M2MDecision | Promise<M2MDecision>;
     try {
       decision = getToken
@@ -114,6 +113,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
     next: NextFunction,
   ): void {
     if (decision instanceof M2MAuthError) {
+      rememberResponder(req, responder);
       try {
         responder.refuse(decision, req, res, next);
       } catch (err) {
@@ -121,7 +121,10 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       }
       return;
     }
-    if (decision !== ANONYMOUS_PASS) {
+    if (decision === ANONYMOUS_PASS) {
+      rememberResponder(req, responder); // the guards answer in this m2mAuth()'s format
+    } else {
+      // No responder written: the guards find it through the auth (`rememberIssuer`).
       req.m2m = decision as M2MRequestAuth;
       bindAuth(req, req.m2m);
     }

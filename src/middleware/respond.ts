@@ -4,7 +4,7 @@ import { M2MConfigError } from '../shared/config-error.js';
 import { boolOption, functionOption } from '../shared/validate.js';
 import { realmOption } from './core.js';
 import type { M2MAuthError } from './errors.js';
-import type { ErrorHandler, NextFunction, ResponseOptions } from './types.js';
+import type { ErrorHandler, M2MRequestAuth, NextFunction, ResponseOptions } from './types.js';
 
 /** How one `m2mAuth()` answers refusals; guards after it on the same request reuse it. */
 export interface Responder {
@@ -61,4 +61,23 @@ export function rememberResponder(req: IncomingMessage, responder: Responder | '
 
 export function responderOf(req: IncomingMessage): Responder | 'preflight' | undefined {
   return (req as WithResponder)[RESPONDER];
+}
+
+/**
+ * The responder of the `m2mAuth()` that issued each auth object, written once per auth (not per
+ * request): a request it accepts needs no responder of its own, one property write fewer on
+ * the hot path, where Express's request objects make each write dear.
+ */
+const issuers = new WeakMap<M2MRequestAuth, Responder>();
+
+export function rememberIssuer(auth: M2MRequestAuth, responder: Responder): void {
+  issuers.set(auth, responder);
+}
+
+/** The responder for a request the guards see: its trusted auth's issuer, else the request's. */
+export function responderFor(
+  req: IncomingMessage,
+  auth: M2MRequestAuth | undefined,
+): Responder | 'preflight' | undefined {
+  return (auth && issuers.get(auth)) ?? responderOf(req);
 }
