@@ -273,7 +273,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     },
     (err: unknown) => {
       console.error(err);
-      process.exitCode = 1;
+      process.exit(1); // a failed demo ends, whatever it left running
     },
   );
 }

@@ -115,5 +115,5 @@ async function main(log: (line: string) => void = console.log): Promise<void> {
 
 main().catch((err: unknown) => {
   console.error('metrics example failed:', err);
-  process.exitCode = 1;
+  process.exit(1); // a failed example ends, whatever it left running
 });

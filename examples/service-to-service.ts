@@ -77,6 +77,6 @@ export async function main(log: (line: string) => void = console.log): Promise<v
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   main().catch((err: unknown) => {
     console.error('service-to-service example failed:', err);
-    process.exitCode = 1;
+    process.exit(1); // a failed example ends, whatever it left running
   });
 }

@@ -105,6 +105,6 @@ export function runAsProgram(
   if (moduleUrl !== pathToFileURL(process.argv[1] ?? '').href) return;
   main(console.log).catch((err: unknown) => {
     console.error(`${name} example failed:`, err);
-    process.exitCode = 1;
+    process.exit(1); // a failed example ends, whatever it left running
   });
 }

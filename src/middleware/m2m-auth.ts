@@ -44,6 +44,7 @@ const OWN_KEYS = [
 
 /** A CORS preflight that will carry credentials (see `isPreflightRequest()`). */
 export function isPreflight(req: IncomingMessage): boolean {
+  if (req.method !== 'OPTIONS') return false; // the hot path reads no header here
   const { headers } = req;
   return isPreflightRequest(
     req.method,
