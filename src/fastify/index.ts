@@ -80,15 +80,13 @@ export function m2mAuth(options: M2MAdapterOptions = {}): M2MAuthPlugin {
       return;
     }
     if (decision !== ANONYMOUS_PASS && decision !== PREFLIGHT_PASS) {
-      request.m2m = decision as M2MRequestAuth;
-      bindAuth(request, request.m2m);
+      request.m2m = bindAuth(request, decision as M2MRequestAuth);
     }
     done();
   }
 
   function onRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     request.m2m = null;
-    bindAuth(request, undefined);
     let decision: M2MDecision | Promise<M2MDecision>;
     try {
       decision = decideNodeRequest(core, request.raw);

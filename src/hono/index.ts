@@ -62,16 +62,13 @@ export function m2mAuth(options: M2MAdapterOptions = {}): M2MAuthMiddleware {
     // A refusal is rare: its promise costs nothing on the accept path.
     if (decision instanceof M2MAuthError) return Promise.resolve(refuse(decision, c));
     if (decision !== ANONYMOUS_PASS && decision !== PREFLIGHT_PASS) {
-      const auth = decision as M2MRequestAuth;
-      c.set('m2m', auth);
-      bindAuth(c, auth);
+      c.set('m2m', bindAuth(c, decision as M2MRequestAuth));
     }
     return next();
   }
 
   const middleware: MiddlewareHandler<M2MEnv> = (c, next) => {
     c.set('m2m', undefined);
-    bindAuth(c, undefined);
     const decision = decideWebRequest(core, c.req.raw);
     if (decision instanceof Promise) {
       return decision.then((settled): HandlerResult => finish(settled, c, next));

@@ -60,16 +60,13 @@ export function m2mAuth(options: M2MAdapterOptions = {}): M2MAuthMiddleware {
     markHandled(ctx, adapter, decision);
     if (decision instanceof M2MAuthError) return refuse(decision, ctx);
     if (decision !== ANONYMOUS_PASS && decision !== PREFLIGHT_PASS) {
-      const auth = decision as M2MRequestAuth;
-      ctx.state.m2m = auth;
-      bindAuth(ctx, auth);
+      ctx.state.m2m = bindAuth(ctx, decision as M2MRequestAuth);
     }
     return next();
   }
 
   const middleware: Middleware<M2MState> = (ctx, next) => {
     ctx.state.m2m = undefined;
-    bindAuth(ctx, undefined);
     const decision = decideNodeRequest(core, ctx.req);
     if (decision instanceof Promise) return decision.then((settled) => finish(settled, ctx, next));
     return finish(decision, ctx, next); // a cache hit: no promise of ours

@@ -81,10 +81,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
 
   const middleware: M2MMiddleware = function m2mAuthMiddleware(req, res, next) {
     // Only we set req.m2m: whatever another middleware put there is dropped.
-    if (req.m2m !== undefined) {
-      req.m2m = undefined;
-      bindAuth(req, undefined);
-    }
+    if (req.m2m !== undefined) req.m2m = undefined;
     if (skipPreflight && isPreflight(req)) {
       preflightPass();
       rememberResponder(req, 'preflight');
@@ -126,8 +123,7 @@ export function m2mAuth(options: M2MAuthOptions = {}): M2MAuthMiddleware {
       rememberResponder(req, responder); // the guards answer in this m2mAuth()'s format
     } else {
       // No responder written: the guards find it through the auth (`rememberIssuer`).
-      req.m2m = decision as M2MRequestAuth;
-      bindAuth(req, req.m2m);
+      req.m2m = bindAuth(req, decision as M2MRequestAuth);
     }
     passOn(next, res, logger);
   }

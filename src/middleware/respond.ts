@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { M2MConfigError } from '../shared/config-error.js';
 import { boolOption, functionOption } from '../shared/validate.js';
-import { realmOption } from './core.js';
+import { issuedOf, realmOption } from './core.js';
 import type { M2MAuthError } from './errors.js';
 import type { ErrorHandler, M2MRequestAuth, NextFunction, ResponseOptions } from './types.js';
 
@@ -79,5 +79,5 @@ export function responderFor(
   req: IncomingMessage,
   auth: M2MRequestAuth | undefined,
 ): Responder | 'preflight' | undefined {
-  return (auth && issuers.get(auth)) ?? responderOf(req);
+  return (auth && issuers.get(issuedOf(auth))) ?? responderOf(req);
 }

@@ -82,7 +82,6 @@ export class M2MAuthGuard implements CanActivate, M2MAdapterHandle {
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const request = context.switchToHttp().getRequest<NestRequest>();
     request.m2m = undefined;
-    bindAuth(request, undefined);
     const raw = request.raw ?? (request as IncomingMessage);
     const decision = decideNodeRequest(this.#adapter.core, raw);
     if (decision instanceof Promise) {
@@ -95,9 +94,7 @@ export class M2MAuthGuard implements CanActivate, M2MAdapterHandle {
     markHandled(request, this.#adapter, decision);
     if (decision instanceof M2MAuthError) refuse(decision, context, this.#adapter);
     if (decision !== ANONYMOUS_PASS && decision !== PREFLIGHT_PASS) {
-      const auth = decision as M2MRequestAuth;
-      request.m2m = auth;
-      bindAuth(request, auth);
+      request.m2m = bindAuth(request, decision as M2MRequestAuth);
     }
     return true;
   }
