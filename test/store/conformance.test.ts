@@ -244,10 +244,13 @@ for (const target of STORE_TARGETS) {
         expect(await verdict(b.verifier, t.token)).toBe('valid');
         await expectRefused(b.verifier, unknownToken(), 'unknown');
       }
+      // Once per outage at most; on a cluster, a replica whose commands all went to nodes that
+      // answered until the end may have seen none (found flaky in CI), but one of them did.
       for (const replica of [a, b]) {
-        expect(replica.log.count(STORE_FAILED)).toBe(1);
+        expect(replica.log.count(STORE_FAILED)).toBeLessThanOrEqual(1);
         expect(replica.log.count(STORE_BACK)).toBe(0);
       }
+      expect(a.log.count(STORE_FAILED) + b.log.count(STORE_FAILED)).toBeGreaterThanOrEqual(1);
 
       await own.up();
       // Shared again, by itself; "back" once commands have worked for a while.
@@ -261,15 +264,14 @@ for (const target of STORE_TARGETS) {
           await verdict(a.verifier, unknownToken());
           return (
             b.verifier.stats().sharedHits > before &&
-            a.log.count(STORE_BACK) === 1 &&
-            b.log.count(STORE_BACK) === 1
+            [a, b].every((r) => r.log.count(STORE_BACK) === r.log.count(STORE_FAILED))
           );
         },
         OUTAGE_QUIET_MS + 10_000,
         'sharing to resume and the store to be back',
         200,
       );
-      for (const replica of [a, b]) expect(replica.log.count(STORE_FAILED)).toBe(1);
+      for (const replica of [a, b]) expect(replica.log.count(STORE_FAILED)).toBeLessThanOrEqual(1);
     }, 40_000);
   });
 }
