@@ -412,7 +412,10 @@ describe('m2mAuth under hostile Authorization headers', () => {
         const answer = await upstreamCalls(mayGoUpstream(value), `${length} bytes`, () =>
           send(app.port, { path: '/h', headers: { authorization: value } }),
         );
-        if (length >= 16_384) check(answer.status === 431, '431 past 16 KiB', length);
+        // Node's parser skips the whitespace around a header value (OWS) without counting it,
+        // so only a value whose content passes the limit is sure to get 431 (a value of 17 500
+        // tabs got 401 in CI: fast-check seed 941234098).
+        if (value.trim().length >= 16_384) check(answer.status === 431, '431 past 16 KiB', length);
         if (length <= 16_000) check(answer.status !== 431, 'no 431 under 16 KiB', length);
         expectRefusal(answer, { credentials: true, allow431: true, source: 'huge Authorization' });
       }),
