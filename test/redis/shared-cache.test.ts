@@ -9,12 +9,10 @@ import type { Server } from 'node:http';
 import express from 'express';
 import type { Redis } from 'ioredis';
 import request from 'supertest';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createM2MClient,
   createTokenVerifier,
-  type M2MClient,
   type M2MToken,
   m2mAuth,
   type VerifierCacheOptions,
@@ -34,6 +32,7 @@ import {
   startInstance,
   unknownToken,
   unsealed,
+  useMintingEmulator,
   verdict,
   waitFor,
   waitForEntries,
@@ -45,31 +44,18 @@ type Minted = M2MToken & { token: string };
 describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', () => {
   const url = REDIS_URL!;
   const closer = new Closer();
-  let emulator: Emulator;
-  let minter: M2MClient;
+  const env = useMintingEmulator(closer);
   let raw: Redis;
   let keyPrefix: string;
 
-  beforeAll(async () => {
-    emulator = await startEmulator();
-    minter = createM2MClient({
-      apiUrl: emulator.url,
-      machineSecretKey: emulator.machines.caller!.secretKey,
-      retry: false,
-    });
+  beforeAll(() => {
     raw = rawRedis(url);
   });
-  afterEach(async () => {
-    await closer.closeAll();
-    emulator.reset();
-  });
-  afterAll(async () => {
+  afterAll(() => {
     raw?.disconnect();
-    await minter?.close();
-    await emulator?.close();
   });
 
-  const mint = (params = {}) => minter.createToken(params) as Promise<Minted>;
+  const mint = (params = {}) => env.mint(params) as Promise<Minted>;
   /** Waits for the background write of a good answer, so the next replica reads it. */
   const shared = (instance: Instance, tokenId: string) =>
     waitForShared(raw, keyPrefix, instance.client, tokenId);
@@ -81,8 +67,8 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     return closer.add(
       await startInstance({
         ...options,
-        apiUrl: emulator.url,
-        key: options.key ?? emulator.instanceSecretKey,
+        apiUrl: env.emulator.url,
+        key: options.key ?? env.emulator.instanceSecretKey,
         redisUrl: url,
         keyPrefix,
       }),
@@ -119,11 +105,11 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     const fromA = await a.verifier.verify(t.token);
     await shared(a, t.id);
     const fromB = await b.verifier.verify(t.token);
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
     expect(b.verifier.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 0, misses: 1 });
     expect(a.verifier.stats()).toMatchObject({ sharedHits: 0, upstreamCalls: 1 });
     expect(fromB).toStrictEqual(fromA);
-    expect(fromB).toMatchObject({ id: t.id, subject: emulator.machines.caller!.id });
+    expect(fromB).toMatchObject({ id: t.id, subject: env.emulator.machines.caller!.id });
 
     // Now in B's own cache: the next call touches neither Redis nor Clerk.
     await b.verifier.verify(t.token);
@@ -133,7 +119,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     const c = await replica();
     await c.verifier.verify(t.token);
     expect(c.verifier.stats().sharedHits).toBe(1);
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
   });
 
   it('shares a definite "unknown" answer', async () => {
@@ -143,7 +129,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await expectRefused(a.verifier, bogus, 'unknown');
     await waitForEntries(raw, keyPrefix, 1);
     await expectRefused(b.verifier, bogus, 'unknown');
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
     expect(b.verifier.stats().sharedHits).toBe(1);
   });
 
@@ -154,7 +140,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await a.verifier.verify(t.token);
     await shared(a, t.id);
     for (const other of others) await other.verifier.verify(t.token);
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
 
     await a.client.revokeToken({ m2mTokenId: t.id });
     const revokedAt = performance.now();
@@ -179,7 +165,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     const late = await replica();
     await expectRefused(late.verifier, t.token, 'revoked');
     expect(late.verifier.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 0 });
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
   });
 
   it('propagates a revocation made through a replica that never saw the token', async () => {
@@ -198,7 +184,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await expectRefused(revoker.verifier, t.token, 'revoked');
     const late = await replica();
     await expectRefused(late.verifier, t.token, 'revoked');
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
   });
 
   it('drops an answer on the other replicas when one invalidates the token', async () => {
@@ -208,12 +194,12 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await a.verifier.verify(t.token);
     await shared(a, t.id);
     await b.verifier.verify(t.token);
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
 
     a.verifier.invalidate(t.token);
     await waitFor(() => b.verifier.stats().invalidationsReceived === 1, 1000, 'the message');
     expect(await verdict(b.verifier, t.token)).toBe('valid');
-    expect(emulator.calls.verify).toBe(2); // B asked Clerk again
+    expect(env.emulator.calls.verify).toBe(2); // B asked Clerk again
     expect(b.verifier.stats().upstreamCalls).toBe(1);
   });
 
@@ -228,7 +214,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     a.verifier.invalidate(t.id);
     await waitFor(() => b.verifier.stats().invalidationsReceived === 1, 1000, 'the message');
     expect(await verdict(b.verifier, t.token)).toBe('valid');
-    expect(emulator.calls.verify).toBe(2);
+    expect(env.emulator.calls.verify).toBe(2);
     expect(b.verifier.stats().sharedHits).toBe(1); // only the first time
   });
 
@@ -242,7 +228,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     expect(await verdict(a.verifier, t.token)).toBe('valid');
     expect({
       sharedHits: a.verifier.stats().sharedHits,
-      clerk: emulator.calls.verify,
+      clerk: env.emulator.calls.verify,
     }).toStrictEqual({ sharedHits: 0, clerk: 2 });
   });
 
@@ -262,12 +248,12 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     expect(await verdict(late.verifier, t.token)).toBe('valid');
     expect({
       sharedHits: late.verifier.stats().sharedHits,
-      clerk: emulator.calls.verify,
+      clerk: env.emulator.calls.verify,
     }).toStrictEqual({ sharedHits: 0, clerk: 2 });
   });
 
   it('never shares answers between verifiers with different keys', async () => {
-    const apiKey = emulator.machines.api!.secretKey;
+    const apiKey = env.emulator.machines.api!.secretKey;
     const byInstance = await replica();
     const byMachine = await replica({ key: apiKey });
     const t = await mint();
@@ -278,7 +264,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await waitForEntries(raw, keyPrefix, 2);
     await byMachine.verifier.verify(t.token);
     await expectRefused(byMachine.verifier, bogus, 'unknown');
-    expect(emulator.calls.verify).toBe(4);
+    expect(env.emulator.calls.verify).toBe(4);
     expect(byMachine.verifier.stats().sharedHits).toBe(0);
     expect(byInstance.verifier.stats().sharedHits).toBe(0);
 
@@ -300,7 +286,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     const machine2 = await replica({ key: apiKey });
     await machine2.verifier.verify(t.token);
     expect(machine2.verifier.stats().sharedHits).toBe(1);
-    expect(emulator.calls.verify).toBe(4);
+    expect(env.emulator.calls.verify).toBe(4);
   });
 
   it('keeps no token text in Redis, and TTLs within cache.ttlMs that reads never extend', async () => {
@@ -340,8 +326,8 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
       good.token,
       revoked.token,
       bogus,
-      emulator.instanceSecretKey,
-      emulator.machines.caller!.secretKey,
+      env.emulator.instanceSecretKey,
+      env.emulator.machines.caller!.secretKey,
     ];
     for (const key of keys) {
       const value = (await raw.get(key)) ?? '';
@@ -376,7 +362,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
   });
 
   it('never writes a JWT answer to Redis: each verifier checks JWTs with its own keys', async () => {
-    const jwtKey = emulator.jwtKey;
+    const jwtKey = env.emulator.jwtKey;
     const a = await replica({ jwtKey });
     const b = await replica({ jwtKey });
     const jwt = await mint({ tokenFormat: 'jwt', secondsUntilExpiration: 60 });
@@ -384,7 +370,7 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await b.verifier.verify(jwt.token);
     await new Promise((resolve) => setTimeout(resolve, 50)); // any background write
     expect(b.verifier.stats().sharedHits).toBe(0);
-    expect(emulator.calls.verify).toBe(0);
+    expect(env.emulator.calls.verify).toBe(0);
     expect(await scanKeys(raw, keyPrefix)).toEqual([]);
   });
 
@@ -394,8 +380,8 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     await Promise.all([storeA.ready(), storeB.ready()]);
     const clientA = closer.add(
       createM2MClient({
-        apiUrl: emulator.url,
-        secretKey: emulator.instanceSecretKey,
+        apiUrl: env.emulator.url,
+        secretKey: env.emulator.instanceSecretKey,
         retry: false,
       }),
     );
@@ -405,8 +391,8 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     const mwA = m2mAuth({ verifier: verifierA });
     const mwB = closer.add(
       m2mAuth({
-        apiUrl: emulator.url,
-        secretKey: emulator.instanceSecretKey,
+        apiUrl: env.emulator.url,
+        secretKey: env.emulator.instanceSecretKey,
         anyMachine: true,
         store: storeB,
       }),
@@ -417,13 +403,13 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
       request(server).get('/who').set('Authorization', `Bearer ${token}`);
 
     const t = await mint();
-    const caller = emulator.machines.caller!.id;
+    const caller = env.emulator.machines.caller!.id;
     expect((await get(serverA, t.token)).body).toStrictEqual({ subject: caller });
     await waitForShared(raw, keyPrefix, clientA, t.id);
     const first = await get(serverB, t.token);
     expect(first.status).toBe(200);
     expect(first.body).toStrictEqual({ subject: caller });
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
     expect(mwB.verifier.stats().sharedHits).toBe(1);
 
     await clientA.revokeToken({ m2mTokenId: t.id });
@@ -436,6 +422,6 @@ describe.skipIf(redisSkipped())('shared cache across verifiers (in process)', ()
     expect(after.status).toBe(401);
     expect(after.body.error).toBe('invalid_token');
     expect((await get(serverA, t.token)).status).toBe(401);
-    expect(emulator.calls.verify).toBe(1);
+    expect(env.emulator.calls.verify).toBe(1);
   });
 });

@@ -8,10 +8,8 @@
  */
 import { createHmac } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { M2MClient, M2MToken } from '../../src/index.js';
-import { createM2MClient } from '../../src/index.js';
 import { REDIS_URL, redisSkipped } from './redis-env.js';
 import {
   type CapturedLog,
@@ -24,6 +22,7 @@ import {
   sleep,
   startInstance,
   unsealed,
+  useMintingEmulator,
   verdict,
   waitFor,
   waitForShared,
@@ -35,39 +34,26 @@ const REJECTED = 'shared cache store gave a value or message that fails its inte
 describe.skipIf(redisSkipped())('authenticated shared store', () => {
   const url = REDIS_URL!;
   const closer = new Closer();
-  let emulator: Emulator;
-  let minter: M2MClient;
+  const env = useMintingEmulator(closer);
   let raw: Redis;
   let keyPrefix: string;
 
-  beforeAll(async () => {
-    emulator = await startEmulator();
-    minter = createM2MClient({
-      apiUrl: emulator.url,
-      machineSecretKey: emulator.machines.caller!.secretKey,
-      retry: false,
-    });
+  beforeAll(() => {
     raw = rawRedis(url);
   });
   beforeEach(() => {
     keyPrefix = randomPrefix();
   });
-  afterEach(async () => {
-    await closer.closeAll();
-    emulator.reset();
-  });
-  afterAll(async () => {
+  afterAll(() => {
     raw?.disconnect();
-    await minter?.close();
-    await emulator?.close();
   });
 
-  const mint = () => minter.createToken() as Promise<Minted>;
+  const mint = () => env.mint() as Promise<Minted>;
   async function replica(log?: CapturedLog): Promise<Instance> {
     return closer.add(
       await startInstance({
-        apiUrl: emulator.url,
-        key: emulator.instanceSecretKey,
+        apiUrl: env.emulator.url,
+        key: env.emulator.instanceSecretKey,
         redisUrl: url,
         keyPrefix,
         ...(log ? { logger: log.logger } : {}),
@@ -86,12 +72,12 @@ describe.skipIf(redisSkipped())('authenticated shared store', () => {
   async function freshVerdict(token: string) {
     const log = captureLogger();
     const fresh = await replica(log);
-    const clerkBefore = emulator.calls.verify;
+    const clerkBefore = env.emulator.calls.verify;
     const answer = await fresh.verifier.verify(token);
     return {
       subject: answer.subject,
       id: answer.id,
-      clerkCalls: emulator.calls.verify - clerkBefore,
+      clerkCalls: env.emulator.calls.verify - clerkBefore,
       stats: fresh.verifier.stats(),
       log,
     };
@@ -102,12 +88,12 @@ describe.skipIf(redisSkipped())('authenticated shared store', () => {
     const t = await mint();
     const { key, sealed, mac } = await sharedBy(a, t);
     const forged = JSON.parse(unsealed(sealed));
-    forged.value.subject = emulator.machines.api!.id;
-    forged.value.scopes = [emulator.machines.api!.id];
+    forged.value.subject = env.emulator.machines.api!.id;
+    forged.value.scopes = [env.emulator.machines.api!.id];
     await raw.set(key, `${mac}.${JSON.stringify(forged)}`, 'PX', 10_000);
 
     const seen = await freshVerdict(t.token);
-    expect(seen.subject).toBe(emulator.machines.caller!.id);
+    expect(seen.subject).toBe(env.emulator.machines.caller!.id);
     expect(seen.clerkCalls).toBe(1);
     expect(seen.stats).toMatchObject({ sharedHits: 0, sharedRejected: 1 });
   });
@@ -147,11 +133,11 @@ describe.skipIf(redisSkipped())('authenticated shared store', () => {
     const t = await mint();
     const { key, sealed } = await sharedBy(a, t);
     const plain = JSON.parse(unsealed(sealed));
-    plain.value.subject = emulator.machines.api!.id;
+    plain.value.subject = env.emulator.machines.api!.id;
     await raw.set(key, JSON.stringify(plain), 'PX', 10_000);
 
     const seen = await freshVerdict(t.token);
-    expect(seen.subject).toBe(emulator.machines.caller!.id);
+    expect(seen.subject).toBe(env.emulator.machines.caller!.id);
     expect(seen.clerkCalls).toBe(1);
     expect(seen.stats).toMatchObject({ sharedHits: 0, sharedRejected: 1 });
     expect(seen.log.count(REJECTED)).toBe(1);
@@ -209,7 +195,7 @@ describe.skipIf(redisSkipped())('authenticated shared store', () => {
       expect(await verdict(b.verifier, t.token)).toBe('valid');
       expect(await verdict(a.verifier, t.token)).toBe('valid');
       expect(b.verifier.stats().invalidationsReceived).toBe(0);
-      expect(emulator.calls.verify).toBe(1); // nothing was even dropped
+      expect(env.emulator.calls.verify).toBe(1); // nothing was even dropped
     });
 
     it('ignores a genuine message too old, or replayed', async () => {
@@ -237,13 +223,13 @@ describe.skipIf(redisSkipped())('authenticated shared store', () => {
       await waitFor(() => recorded.length === 1, 1000, 'the invalidation');
       await waitFor(() => b.verifier.stats().invalidationsReceived === 1, 1000, 'B to get it');
       expect(await verdict(b.verifier, t.token)).toBe('valid'); // asked Clerk again, cached again
-      const clerk = emulator.calls.verify;
+      const clerk = env.emulator.calls.verify;
       await raw.publish(channel(), recorded[0]!);
       await waitFor(() => b.verifier.stats().sharedRejected === 2, 1000, 'the replay');
       await sleep(20);
       expect(b.verifier.stats().invalidationsReceived).toBe(1);
       expect(await verdict(b.verifier, t.token)).toBe('valid');
-      expect(emulator.calls.verify).toBe(clerk); // the replay dropped nothing
+      expect(env.emulator.calls.verify).toBe(clerk); // the replay dropped nothing
     });
 
     it('carries the token expiry on a revocation, under the MAC', async () => {

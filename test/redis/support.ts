@@ -5,13 +5,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { type Cluster, Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { type Emulator, startEmulator } from '../../src/emulator/index.js';
 import {
+  type CreateTokenParams,
   createM2MClient,
   createTokenVerifier,
   InvalidTokenError,
   type InvalidTokenReason,
   type M2MClient,
+  type M2MToken,
   type TokenVerifier,
   type VerifierCacheOptions,
 } from '../../src/index.js';
@@ -127,6 +130,44 @@ export class Closer {
       }
     }
   }
+}
+
+/** The emulator of a test file and a client minting tokens as its `caller` machine. */
+export interface MintingEmulator {
+  readonly emulator: Emulator;
+  mint(params?: CreateTokenParams): Promise<M2MToken & { token: string }>;
+}
+
+/**
+ * Starts an emulator and a minting client before the file's tests; after each test, closes what
+ * `closer` holds, then resets the emulator; after all, closes both.
+ */
+export function useMintingEmulator(closer: Closer): MintingEmulator {
+  let emulator: Emulator | undefined;
+  let minter: M2MClient | undefined;
+  beforeAll(async () => {
+    emulator = await startEmulator();
+    minter = createM2MClient({
+      apiUrl: emulator.url,
+      machineSecretKey: emulator.machines.caller!.secretKey,
+      retry: false,
+    });
+  });
+  afterEach(async () => {
+    await closer.closeAll();
+    emulator?.reset();
+  });
+  afterAll(async () => {
+    await minter?.close();
+    await emulator?.close();
+  });
+  return {
+    get emulator() {
+      if (!emulator) throw new Error('the emulator is only available inside tests');
+      return emulator;
+    },
+    mint: (params = {}) => minter!.createToken(params) as Promise<M2MToken & { token: string }>,
+  };
 }
 
 /** Resolves on the next turn of the event loop, after pending I/O (a Redis message) is handled. */

@@ -6,8 +6,7 @@
  * once back. Every command touches one key, so a cluster raises no CROSSSLOT anywhere.
  */
 import type { Logger } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Emulator, startEmulator } from '../../src/emulator/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createM2MClient,
   createTokenVerifier,
@@ -27,6 +26,7 @@ import {
   STORE_FAILED,
   unknownToken,
   unsealed,
+  useMintingEmulator,
   verdict,
   waitFor,
 } from '../redis/support.js';
@@ -43,30 +43,17 @@ interface Replica {
 for (const target of STORE_TARGETS) {
   describe.skipIf(target.skipped)(`shared store contract: ${target.name}`, () => {
     const closer = new Closer();
-    let emulator: Emulator;
-    let minter: M2MClient;
+    const env = useMintingEmulator(closer);
     let deployment: StoreDeployment;
 
     beforeAll(async () => {
-      emulator = await startEmulator();
-      minter = createM2MClient({
-        apiUrl: emulator.url,
-        machineSecretKey: emulator.machines.caller!.secretKey,
-        retry: false,
-      });
       deployment = await target.shared();
     }, 30_000);
-    afterEach(async () => {
-      await closer.closeAll();
-      emulator.reset();
-    });
     afterAll(async () => {
       await deployment?.close();
-      await minter?.close();
-      await emulator?.close();
     });
 
-    const mint = () => minter.createToken() as Promise<Minted>;
+    const mint = () => env.mint() as Promise<Minted>;
 
     /** One instance of a service on `on`: its own client, store connections and verifier. */
     async function replica(
@@ -77,8 +64,8 @@ for (const target of STORE_TARGETS) {
       const log = captureLogger();
       const store = await on.open(keyPrefix, log.logger as Logger);
       const client = createM2MClient({
-        apiUrl: emulator.url,
-        secretKey: emulator.instanceSecretKey,
+        apiUrl: env.emulator.url,
+        secretKey: env.emulator.instanceSecretKey,
         retry: false,
       });
       const verifier = createTokenVerifier({
@@ -123,12 +110,12 @@ for (const target of STORE_TARGETS) {
       for (const other of [b, c]) {
         expect(await other.verifier.verify(t.token)).toMatchObject({
           id: t.id,
-          subject: emulator.machines.caller!.id,
+          subject: env.emulator.machines.caller!.id,
         });
         await expectRefused(other.verifier, bogus, 'unknown');
         expect(other.verifier.stats()).toMatchObject({ sharedHits: 2, upstreamCalls: 0 });
       }
-      expect(emulator.calls.verify).toBe(2);
+      expect(env.emulator.calls.verify).toBe(2);
     });
 
     it('never extends a TTL by reading, and holds no token text', async () => {
@@ -154,8 +141,8 @@ for (const target of STORE_TARGETS) {
         good.token,
         revoked.token,
         bogus,
-        emulator.instanceSecretKey,
-        emulator.machines.caller!.secretKey,
+        env.emulator.instanceSecretKey,
+        env.emulator.machines.caller!.secretKey,
       ];
       for (const held of before) {
         for (const secret of secrets) {
@@ -180,7 +167,7 @@ for (const target of STORE_TARGETS) {
         const earlier = before.find((h) => h.key === held.key);
         if (earlier) expect(held.ttlMs, held.key).toBeLessThanOrEqual(earlier.ttlMs);
       }
-      expect(emulator.calls.verify).toBe(3);
+      expect(env.emulator.calls.verify).toBe(3);
     });
 
     it('broadcasts a revocation: every instance refuses, a new one without asking Clerk', async () => {
@@ -210,7 +197,7 @@ for (const target of STORE_TARGETS) {
       const late = await replica(deployment, keyPrefix);
       await expectRefused(late.verifier, t.token, 'revoked');
       expect(late.verifier.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 0 });
-      expect(emulator.calls.verify).toBe(1);
+      expect(env.emulator.calls.verify).toBe(1);
     });
 
     it('broadcasts invalidate(): the others drop the answer and ask Clerk again', async () => {
@@ -224,7 +211,7 @@ for (const target of STORE_TARGETS) {
       a.verifier.invalidate(t.id);
       await waitFor(() => b.verifier.stats().invalidationsReceived === 1, 1000, 'the message');
       expect(await verdict(b.verifier, t.token)).toBe('valid');
-      expect(emulator.calls.verify).toBe(2);
+      expect(env.emulator.calls.verify).toBe(2);
       expect(b.verifier.stats()).toMatchObject({ sharedHits: 1, upstreamCalls: 1 });
     });
 
