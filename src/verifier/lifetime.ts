@@ -24,12 +24,12 @@ export interface LifetimeRules {
   clockSkewMs: number;
 }
 
-/** What a good answer's windows need to know of it. */
+/** What a good answer's windows need to know of it (a cached good entry fits as it is). */
 export interface GoodWindows {
   freshUntil: number;
   staleUntil: number;
-  /** The token's expiration (Unix ms), `null` when it never expires. */
-  expiration: number | null;
+  /** `value.expiration`: the token's expiration (Unix ms), `null` when it never expires. */
+  value: { readonly expiration: number | null };
 }
 
 const NEVER = Number.POSITIVE_INFINITY;
@@ -80,7 +80,7 @@ export function retainUntil(answer: GoodWindows, rules: LifetimeRules): number {
   return Math.max(
     answer.staleUntil,
     answer.freshUntil + rules.ttlMs,
-    (answer.expiration ?? 0) + rules.ttlMs,
+    (answer.value.expiration ?? 0) + rules.ttlMs,
   );
 }
 
@@ -91,7 +91,8 @@ export function sharedTtl(servableUntil: number, at: number): number {
 
 /** Whether a good answer may be served now because Clerk cannot answer. */
 export function isServableStale(answer: GoodWindows, at: number): boolean {
-  return at < answer.staleUntil && (answer.expiration === null || at < answer.expiration);
+  const { expiration } = answer.value;
+  return at < answer.staleUntil && (expiration === null || at < expiration);
 }
 
 /**

@@ -276,7 +276,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   function remember(key: string, entry: Entry, at: number, share: boolean) {
     if (!good || !refusals) return;
     if (entry.kind === 'valid') {
-      const ttl = retainUntil({ ...entry, expiration: entry.value.expiration }, rules) - at;
+      const ttl = retainUntil(entry, rules) - at;
       if (ttl < 1) return;
       refusals.delete(key);
       good.set(key, entry, { ttl });
@@ -503,7 +503,7 @@ export function createTokenVerifier(options: TokenVerifierOptions = {}): TokenVe
   ): Entry {
     if (
       previous?.kind === 'valid' &&
-      isServableStale({ ...previous, expiration: previous.value.expiration }, at) &&
+      isServableStale(previous, at) &&
       !revokedIds.has(previous.value.id)
     ) {
       stats.cache('stale-served');

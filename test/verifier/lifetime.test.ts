@@ -20,6 +20,13 @@ const rules: LifetimeRules = {
   clockSkewMs: 5_000,
 };
 
+/** A good answer's windows, as a cached entry carries them. */
+const windows = (freshUntil: number, staleUntil: number, expiration: number | null) => ({
+  freshUntil,
+  staleUntil,
+  value: { expiration },
+});
+
 describe('lifetime rules', () => {
   it('fresh: ttlMs from the answer, never past expiration minus the skew', () => {
     expect(freshUntilOf(1_000, null, rules)).toBe(11_000);
@@ -45,15 +52,9 @@ describe('lifetime rules', () => {
   });
 
   it('retained until the token expires plus one fresh window, at least while servable', () => {
-    expect(
-      retainUntil({ freshUntil: 11_000, staleUntil: 41_000, expiration: 100_000 }, rules),
-    ).toBe(110_000);
-    expect(retainUntil({ freshUntil: 11_000, staleUntil: 41_000, expiration: null }, rules)).toBe(
-      41_000,
-    );
-    expect(retainUntil({ freshUntil: 11_000, staleUntil: 11_000, expiration: null }, rules)).toBe(
-      21_000,
-    );
+    expect(retainUntil(windows(11_000, 41_000, 100_000), rules)).toBe(110_000);
+    expect(retainUntil(windows(11_000, 41_000, null), rules)).toBe(41_000);
+    expect(retainUntil(windows(11_000, 11_000, null), rules)).toBe(21_000);
   });
 
   it('shared only while servable', () => {
@@ -62,11 +63,11 @@ describe('lifetime rules', () => {
   });
 
   it('stale service stops at staleUntil and at expiration, whichever first', () => {
-    const answer = { freshUntil: 11_000, staleUntil: 41_000, expiration: 30_000 };
+    const answer = windows(11_000, 41_000, 30_000);
     expect(isServableStale(answer, 29_999)).toBe(true);
     expect(isServableStale(answer, 30_000)).toBe(false);
-    expect(isServableStale({ ...answer, expiration: null }, 40_999)).toBe(true);
-    expect(isServableStale({ ...answer, expiration: null }, 41_000)).toBe(false);
+    expect(isServableStale(windows(11_000, 41_000, null), 40_999)).toBe(true);
+    expect(isServableStale(windows(11_000, 41_000, null), 41_000)).toBe(false);
   });
 
   it('a revocation is remembered until the token expires, else for the retention window', () => {
